@@ -1,0 +1,2 @@
+// Placeholder until the schedule lands.
+int main() { return 0; }

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what diffuse's build, tests and examples need on Debian 12 / Ubuntu, and nothing else.
+# Packages already present are left alone, so running it twice is cheap.
+set -euo pipefail
+packages=(cmake g++ make libeigen3-dev libxsimd-dev doctest-dev libbenchmark-dev
+          nlohmann-json3-dev libcli11-dev libstb-dev)
+if [[ "${1:-}" == "--python" ]]; then
+  # Only the reference-fixture and training scripts in tools/ need these.
+  packages+=(python3-torch python3-numpy python3-sklearn)
+fi
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  sudo_cmd=()
+  [[ $(id -u) -ne 0 ]] && sudo_cmd=(sudo)
+  echo "installing: ${missing[*]}"
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

@@ -1,0 +1,231 @@
+#pragma once
+/// \file
+/// ddim_sampler (Song et al., eq. 12, with η) and ddim_inversion, SPEC §6.
+
+#include <algorithm>
+#include <cmath>
+#include <span>
+#include <vector>
+
+#include "diffuse/detail/step_kernel.hpp"
+#include "diffuse/model.hpp"
+#include "diffuse/posterior.hpp"
+#include "diffuse/schedule.hpp"
+#include "diffuse/shape.hpp"
+#include "diffuse/step_buffers.hpp"
+#include "diffuse/timesteps.hpp"
+
+namespace diffuse {
+DIFFUSE_BEGIN_NAMESPACE
+
+/// Options of the DDIM sampler.
+struct ddim_options {
+  prediction_type prediction = prediction_type::epsilon;  ///< what the model predicts (epsilon, sample, v_prediction)
+  double eta = 0.0;                 ///< 0: deterministic; 1: the fixed_small ancestral step on the same list
+  bool set_alpha_to_one = true;     ///< the last step goes to ᾱ = 1 (else to ᾱ_0)
+  bool use_clipped_model_output = false;  ///< re-derive ε̂ from the processed x̂0 (guided-diffusion always does)
+  x0_processing processing = {};    ///< clipping or dynamic thresholding of x̂0
+};
+
+/// The coefficients of one DDIM step, computed once in double.
+struct ddim_step_coefficients {
+  int t = 0, prev = -1;
+  double alpha_bar_t = 0, alpha_bar_prev = 0;
+  double sigma = 0;          ///< σ_t = η·√((1 − ᾱ_p)/(1 − ᾱ_t))·√(1 − ᾱ_t/ᾱ_p)
+  double direction = 0;      ///< √max(0, 1 − ᾱ_p − σ_t²): clamped, since rounding can take it just below 0
+  double sqrt_alpha_bar_prev = 0;
+  double sqrt_alpha_bar_t = 0, sqrt_one_minus_alpha_bar_t = 0;
+  detail::prediction_coefficients pred;
+};
+
+namespace detail {
+inline void check_ddim_prediction(prediction_type p) {
+  if (p == prediction_type::previous_x)
+    fail(error_kind::sampler, "DDIM needs a model that predicts epsilon, sample or v_prediction; got previous_x, "
+                              "which only the ancestral sampler can use");
+}
+}  // namespace detail
+
+/// DDIM over any descending timestep list: x_p = √ᾱ_p·x̂0 + √(1 − ᾱ_p − σ²)·ε̂ + σ·z.
+///
+/// The previous timestep is always the next entry of the list (diffusers computes t − T/N instead, which
+/// differs for linspace and uneven trailing lists; see docs).
+///
+/// Example:
+/// \code
+/// diffuse::ddim_sampler sampler(schedule, diffuse::make_timesteps(1000, 50, diffuse::timestep_spacing::leading, 1),
+///                               {.prediction = diffuse::prediction_type::v_prediction, .eta = 0.0});
+/// \endcode
+class ddim_sampler {
+ public:
+  /// \throws diffuse::error for η < 0 or NaN, a list that does not fit the schedule, previous_x prediction,
+  ///         or epsilon prediction at ᾱ_t = 0.
+  ddim_sampler(const noise_schedule& schedule, std::vector<int> timesteps, ddim_options options = {})
+      : options_(options), timesteps_(custom_timesteps(schedule.size(), std::move(timesteps))) {
+    if (!(options_.eta >= 0.0) || !std::isfinite(options_.eta))
+      detail::fail(error_kind::sampler, "eta = ", options_.eta, " is invalid; expected a finite eta >= 0");
+    detail::check_ddim_prediction(options_.prediction);
+    const int n = static_cast<int>(timesteps_.size());
+    steps_.resize(timesteps_.size());
+    for (int k = 0; k < n; ++k) {
+      auto& s = steps_[static_cast<std::size_t>(k)];
+      s.t = timesteps_[static_cast<std::size_t>(k)];
+      s.prev = k + 1 < n ? timesteps_[static_cast<std::size_t>(k + 1)] : -1;
+      s.alpha_bar_t = schedule.alpha_bar(s.t);
+      s.alpha_bar_prev = s.prev >= 0 ? schedule.alpha_bar(s.prev) : (options_.set_alpha_to_one ? 1.0 : schedule.alpha_bar(0));
+      if (options_.prediction == prediction_type::epsilon && s.alpha_bar_t <= 0.0)
+        detail::fail(error_kind::numeric, "epsilon prediction cannot give x0 at step ", k, " (t = ", s.t,
+                     ") where alpha_bar = 0 (a zero-terminal-SNR schedule); expected v_prediction or sample "
+                     "prediction with such a schedule");
+      const double var = (1.0 - s.alpha_bar_prev) / (1.0 - s.alpha_bar_t) * (1.0 - s.alpha_bar_t / s.alpha_bar_prev);
+      s.sigma = options_.eta * std::sqrt(std::max(0.0, var));
+      s.direction = std::sqrt(std::max(0.0, 1.0 - s.alpha_bar_prev - s.sigma * s.sigma));
+      s.sqrt_alpha_bar_prev = std::sqrt(s.alpha_bar_prev);
+      s.sqrt_alpha_bar_t = std::sqrt(s.alpha_bar_t);
+      s.sqrt_one_minus_alpha_bar_t = std::sqrt(1.0 - s.alpha_bar_t);
+      s.pred = detail::make_prediction_coefficients(options_.prediction, s.alpha_bar_t, 0.0, 0.0);
+    }
+  }
+
+  int num_steps() const noexcept { return static_cast<int>(timesteps_.size()); }
+  int timestep(int k) const { return coefficients(k).t; }
+  std::span<const int> timesteps() const noexcept { return timesteps_; }
+  std::size_t output_factor() const noexcept { return 1; }
+  /// Whether the step at position k adds noise (σ_t > 0, i.e. η > 0 and not a final step to ᾱ = 1).
+  bool adds_noise(int k) const { return coefficients(k).sigma > 0.0; }
+  const ddim_options& options() const noexcept { return options_; }
+  const ddim_step_coefficients& coefficients(int k) const {
+    if (k < 0 || k >= num_steps())
+      detail::fail(error_kind::argument, "step index ", k, " is out of range; expected 0 <= k < ", num_steps());
+    return steps_[static_cast<std::size_t>(k)];
+  }
+
+  /// One DDIM step at position k.
+  template <Real Scalar>
+  void step(int k, const step_buffers<Scalar>& io, const sample_shape& shape) const {
+    const auto& s = coefficients(k);
+    const bool noisy = s.sigma > 0.0;
+    detail::check_step_buffers(io, shape, 1, noisy);
+    const std::size_t per_item = shape.channels * shape.spatial;
+    const auto px = static_cast<Scalar>(s.pred.x0_from_x), po = static_cast<Scalar>(s.pred.x0_from_out);
+    const auto ex = static_cast<Scalar>(s.pred.eps_from_x), eo = static_cast<Scalar>(s.pred.eps_from_out);
+    const auto a = static_cast<Scalar>(s.sqrt_alpha_bar_t), b = static_cast<Scalar>(s.sqrt_one_minus_alpha_bar_t);
+    const auto inv_a = static_cast<Scalar>(1.0 / s.sqrt_alpha_bar_t), inv_b = static_cast<Scalar>(1.0 / s.sqrt_one_minus_alpha_bar_t);
+    const auto ap = static_cast<Scalar>(s.sqrt_alpha_bar_prev), dir = static_cast<Scalar>(s.direction);
+    const auto sigma = static_cast<Scalar>(s.sigma);
+    const bool has_processing = options_.processing.threshold || options_.processing.clip_range;
+    const bool recompute_eps = options_.use_clipped_model_output && has_processing;
+
+    detail::for_each_item(shape.batch, per_item, [&](std::size_t i) {
+      const std::size_t base = i * per_item;
+      const Scalar* x = io.x_t.data() + base;
+      const Scalar* out = io.model_output.data() + base;
+      const std::span<Scalar> x0 = io.x0.empty() ? detail::thread_scratch<Scalar, detail::scratch_slot::x0>(per_item)
+                                                 : io.x0.subspan(base, per_item);
+      for (std::size_t j = 0; j < per_item; ++j) x0[j] = px * x[j] + po * out[j];
+      detail::process_x0_item<Scalar>(x0, options_.processing);
+      Scalar* xp = io.x_prev.data() + base;
+      const Scalar* z = noisy ? io.noise.data() + base : nullptr;
+      const Scalar* g = io.guidance_gradient.empty() ? nullptr : io.guidance_gradient.data() + base;
+      for (std::size_t j = 0; j < per_item; ++j) {
+        Scalar eps = recompute_eps ? (x[j] - a * x0[j]) * inv_b : ex * x[j] + eo * out[j];
+        Scalar x0j = x0[j];
+        if (g) {
+          // condition_score: ε̂ from the processed x̂0, shifted by −√(1−ᾱ)·g; x̂0 follows, not re-processed.
+          eps = (x[j] - a * x0j) * inv_b - b * g[j];
+          x0j = (x[j] - b * eps) * inv_a;
+          x0[j] = x0j;
+        }
+        const Scalar next = ap * x0j + dir * eps;
+        xp[j] = noisy ? next + sigma * z[j] : next;
+      }
+    });
+  }
+
+ private:
+  ddim_options options_;
+  std::vector<int> timesteps_;
+  std::vector<ddim_step_coefficients> steps_;
+};
+
+/// Options of DDIM inversion.
+struct ddim_inversion_options {
+  prediction_type prediction = prediction_type::epsilon;
+};
+
+/// DDIM inversion (η = 0): maps a clean sample to the noise that DDIM with the same list maps back to it.
+///
+/// It walks the list upwards. The clean sample is taken as the state at the lowest timestep s_0 of the
+/// list; step j evaluates the model at the current timestep s_j (so every conversion uses the ᾱ the model
+/// was told, for any prediction type) and moves to s_{j+1}:
+/// x_next = √ᾱ_next·x̂0 + √(1 − ᾱ_next)·ε̂. It takes N − 1 model calls for a list of N entries; the
+/// result is the state at the highest entry, where ddim_sampler on the same list starts.
+class ddim_inversion {
+ public:
+  ddim_inversion(const noise_schedule& schedule, std::vector<int> timesteps, ddim_inversion_options options = {})
+      : options_(options), descending_(custom_timesteps(schedule.size(), std::move(timesteps))) {
+    detail::check_ddim_prediction(options_.prediction);
+    ascending_.assign(descending_.rbegin(), descending_.rend());
+    const std::size_t n = ascending_.size();
+    if (n < 2)
+      detail::fail(error_kind::timesteps, "DDIM inversion needs a timestep list of at least 2 entries; got ", n);
+    for (std::size_t j = 0; j + 1 < n; ++j) {
+      inversion_step s;
+      s.t = ascending_[j];
+      s.next = ascending_[j + 1];
+      const double ab = schedule.alpha_bar(s.t);
+      if (options_.prediction == prediction_type::epsilon && ab <= 0.0)
+        detail::fail(error_kind::numeric, "epsilon prediction cannot give x0 at t = ", s.t, " where alpha_bar = 0");
+      s.pred = detail::make_prediction_coefficients(options_.prediction, ab, 0.0, 0.0);
+      const double ab_next = schedule.alpha_bar(s.next);
+      s.sqrt_alpha_bar_next = std::sqrt(ab_next);
+      s.sqrt_one_minus_alpha_bar_next = std::sqrt(1.0 - ab_next);
+      steps_.push_back(s);
+    }
+  }
+
+  /// Number of inversion steps (list size − 1).
+  int num_steps() const noexcept { return static_cast<int>(steps_.size()); }
+  /// The timestep the model is evaluated at in step j (ascending).
+  int timestep(int j) const { return at(j).t; }
+  /// The timestep step j arrives at.
+  int next_timestep(int j) const { return at(j).next; }
+  /// The descending list, as ddim_sampler takes it to map the result back.
+  std::span<const int> timesteps() const noexcept { return descending_; }
+
+  /// One inversion step j: x_next from x (the state at timestep(j)) and the model output there.
+  template <Real Scalar>
+  void step(int j, std::span<const Scalar> x, std::span<const Scalar> model_output, std::span<Scalar> x_next,
+            const sample_shape& shape) const {
+    const auto& s = at(j);
+    step_buffers<Scalar> io{.x_t = x, .model_output = model_output, .x_prev = x_next};
+    detail::check_step_buffers(io, shape, 1, false);
+    const auto px = static_cast<Scalar>(s.pred.x0_from_x), po = static_cast<Scalar>(s.pred.x0_from_out);
+    const auto ex = static_cast<Scalar>(s.pred.eps_from_x), eo = static_cast<Scalar>(s.pred.eps_from_out);
+    const auto an = static_cast<Scalar>(s.sqrt_alpha_bar_next), bn = static_cast<Scalar>(s.sqrt_one_minus_alpha_bar_next);
+    const std::size_t n = shape.numel();
+    for (std::size_t e = 0; e < n; ++e) {
+      const Scalar x0 = px * x[e] + po * model_output[e];
+      const Scalar eps = ex * x[e] + eo * model_output[e];
+      x_next[e] = an * x0 + bn * eps;
+    }
+  }
+
+ private:
+  struct inversion_step {
+    int t = 0, next = 0;
+    detail::prediction_coefficients pred;
+    double sqrt_alpha_bar_next = 0, sqrt_one_minus_alpha_bar_next = 0;
+  };
+  const inversion_step& at(int j) const {
+    if (j < 0 || j >= num_steps())
+      detail::fail(error_kind::argument, "inversion step ", j, " is out of range; expected 0 <= j < ", num_steps());
+    return steps_[static_cast<std::size_t>(j)];
+  }
+  ddim_inversion_options options_;
+  std::vector<int> descending_, ascending_;
+  std::vector<inversion_step> steps_;
+};
+
+DIFFUSE_END_NAMESPACE
+}  // namespace diffuse

@@ -1,0 +1,127 @@
+#pragma once
+/// \file
+/// sample(): the whole sampling loop for any sampler and any Denoiser, with reproducible noise.
+
+#include <algorithm>
+#include <cstdint>
+#include <utility>
+#include <span>
+#include <type_traits>
+#include <vector>
+
+#include "diffuse/error.hpp"
+#include "diffuse/model.hpp"
+#include "diffuse/random.hpp"
+#include "diffuse/shape.hpp"
+#include "diffuse/step_buffers.hpp"
+
+namespace diffuse {
+DIFFUSE_BEGIN_NAMESPACE
+
+/// What a per-step callback receives: position k in the list, its timestep, the sample before the step
+/// and the x̂0 the step used.
+template <class Scalar>
+struct step_event {
+  int index;                      ///< position in the timestep list (0 = noisiest)
+  int num_steps;                  ///< number of positions the loop runs
+  int timestep;                   ///< training timestep t at this position
+  std::span<const Scalar> x_t;    ///< the sample the model saw
+  std::span<const Scalar> x0;     ///< the (post-processed) x̂0 of this step
+};
+
+/// A callback that does nothing (the default): the compiler removes it.
+struct no_callback {
+  template <class Event>
+  void operator()(const Event&) const noexcept {}
+};
+
+/// Options of the sampling loop.
+struct sample_options {
+  std::uint64_t seed = 0;          ///< seed of the counter-based noise generator
+  std::uint64_t first_sample = 0;  ///< global index of batch item 0: item i draws the noise of sample first_sample + i
+  int start_index = 0;             ///< first list position to run (img2img and partial chains start later)
+};
+
+/// Buffers reused across calls to sample(), so that a loop allocates nothing after its first use.
+template <class Scalar>
+struct sampling_workspace {
+  std::vector<Scalar> model_output, noise, x0, x_next;
+  void reserve(std::size_t numel, std::size_t output_factor) {
+    if (model_output.size() != numel * output_factor) model_output.assign(numel * output_factor, Scalar(0));
+    if (noise.size() != numel) noise.assign(numel, Scalar(0));
+    if (x0.size() != numel) x0.assign(numel, Scalar(0));
+  }
+};
+
+/// Noise stream numbers: step 0 is the initial noise x_T, position k of the loop draws stream k + 1.
+constexpr std::uint64_t initial_noise_stream = 0;
+constexpr std::uint64_t step_noise_stream(int k) noexcept { return static_cast<std::uint64_t>(k) + 1; }
+
+/// Fills x with the initial noise x_T of samples first_sample … first_sample + N − 1.
+template <Real Scalar>
+void fill_initial_noise(std::span<Scalar> x, const sample_shape& shape, std::uint64_t seed, std::uint64_t first_sample = 0) {
+  if (x.size() != shape.numel())
+    detail::fail(error_kind::shape, "x has ", x.size(), " elements; expected ", shape.numel());
+  fill_batch<Scalar>(normal_generator(seed), x, shape.batch, first_sample, initial_noise_stream);
+}
+
+/// Runs a sampler from list position `options.start_index` to the end, in place on x.
+///
+/// \param sampler  ddpm_sampler or ddim_sampler (anything with num_steps, timestep, output_factor,
+///                 adds_noise and step)
+/// \param model    any Denoiser: `model(std::span<const Scalar> x_t, int t, std::span<Scalar> out)`
+/// \param x        in: the starting sample (x_T, e.g. from fill_initial_noise); out: the result
+/// \param callback called after every step with a step_event<Scalar>
+/// \throws diffuse::error on shape mismatches or a model that returns the wrong number of elements.
+///
+/// Example:
+/// \code
+/// std::vector<float> x(shape.numel());
+/// diffuse::fill_initial_noise<float>(x, shape, /*seed=*/42);
+/// diffuse::sample(sampler, [&](std::span<const float> xt, int t, std::span<float> out) { net(xt, t, out); },
+///                 std::span<float>(x), shape, {.seed = 42});
+/// \endcode
+template <class Sampler, class Model, Real Scalar, class Callback = no_callback>
+void sample(const Sampler& sampler, Model&& model, std::span<Scalar> x, const sample_shape& shape,
+            const sample_options& options, sampling_workspace<Scalar>& workspace, Callback&& callback = {}) {
+  static_assert(Denoiser<std::remove_reference_t<Model>, Scalar>,
+                "diffuse::sample: the model must be callable as model(std::span<const Scalar> x_t, int t, "
+                "std::span<Scalar> out), with Scalar the element type of x (float or double)");
+  const int n = sampler.num_steps();
+  if (options.start_index < 0 || options.start_index >= n)
+    detail::fail(error_kind::argument, "start_index = ", options.start_index, " is out of range; expected 0 <= start_index < ", n);
+  if (x.size() != shape.numel())
+    detail::fail(error_kind::shape, "x has ", x.size(), " elements; expected batch ", shape.batch, " x channels ",
+                 shape.channels, " x spatial ", shape.spatial, " = ", shape.numel());
+  workspace.reserve(shape.numel(), sampler.output_factor());
+  if (workspace.x_next.size() != shape.numel()) workspace.x_next.assign(shape.numel(), Scalar(0));
+  const normal_generator generator(options.seed);
+  // Two state buffers alternate so the callback sees x_t and the step's x̂0 together, without a copy.
+  std::span<Scalar> current = x, next = workspace.x_next;
+  for (int k = options.start_index; k < n; ++k) {
+    const int t = sampler.timestep(k);
+    model(std::span<const Scalar>(current), t, std::span<Scalar>(workspace.model_output));
+    const bool noisy = sampler.adds_noise(k);
+    if (noisy) fill_batch<Scalar>(generator, std::span<Scalar>(workspace.noise), shape.batch, options.first_sample, step_noise_stream(k));
+    step_buffers<Scalar> io{.x_t = current,
+                            .model_output = workspace.model_output,
+                            .noise = noisy ? std::span<const Scalar>(workspace.noise) : std::span<const Scalar>(),
+                            .x_prev = next,
+                            .x0 = workspace.x0};
+    sampler.template step<Scalar>(k, io, shape);
+    callback(step_event<Scalar>{k, n, t, std::span<const Scalar>(current), std::span<const Scalar>(workspace.x0)});
+    std::swap(current, next);
+  }
+  if (current.data() != x.data()) std::copy(current.begin(), current.end(), x.begin());
+}
+
+/// sample() with a workspace of its own (allocates once per call).
+template <class Sampler, class Model, Real Scalar, class Callback = no_callback>
+void sample(const Sampler& sampler, Model&& model, std::span<Scalar> x, const sample_shape& shape,
+            const sample_options& options = {}, Callback&& callback = {}) {
+  sampling_workspace<Scalar> workspace;
+  sample(sampler, std::forward<Model>(model), x, shape, options, workspace, std::forward<Callback>(callback));
+}
+
+DIFFUSE_END_NAMESPACE
+}  // namespace diffuse

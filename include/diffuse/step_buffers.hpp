@@ -1,0 +1,59 @@
+#pragma once
+/// \file
+/// step_buffers: the spans one sampler step reads and writes.
+
+#include <span>
+
+#include "diffuse/error.hpp"
+#include "diffuse/shape.hpp"
+
+namespace diffuse {
+DIFFUSE_BEGIN_NAMESPACE
+
+/// The buffers of one sampler step, all contiguous (N, C, ...) like the sample.
+///
+/// Only `x_t`, `model_output` and `x_prev` are required. `x_prev` may be the same memory as `x_t`
+/// (the update is element by element).
+template <class Scalar>
+struct step_buffers {
+  std::span<const Scalar> x_t;           ///< the current sample, N·C·spatial elements
+  std::span<const Scalar> model_output;  ///< the model's output at (x_t, t): C channels, or 2C for a learned variance
+  std::span<const Scalar> noise = {};    ///< standard normal noise for this step; needed only when the step adds noise
+  std::span<Scalar> x_prev;              ///< receives the sample at the previous timestep
+  std::span<Scalar> x0 = {};             ///< optional: receives the (post-processed) x̂0 the step used
+  /// Optional classifier-guidance gradient g = s·∇ log p(y | x_t), already scaled. The ancestral step
+  /// shifts its mean by σ²·g (condition_mean), DDIM shifts ε̂ by −√(1−ᾱ_t)·g (condition_score).
+  std::span<const Scalar> guidance_gradient = {};
+};
+
+namespace detail {
+
+/// Checks every buffer of a step against the sample shape; `output_factor` is 2 for a learned variance.
+template <class Scalar>
+void check_step_buffers(const step_buffers<Scalar>& b, const sample_shape& shape, std::size_t output_factor,
+                        bool needs_noise) {
+  const std::size_t n = shape.numel();
+  if (n == 0) fail(error_kind::shape, "the sample shape has no elements; expected batch, channels and spatial size >= 1");
+  if (b.x_t.size() != n)
+    fail(error_kind::shape, "x_t has ", b.x_t.size(), " elements; expected batch ", shape.batch, " x channels ",
+         shape.channels, " x spatial ", shape.spatial, " = ", n);
+  if (b.x_prev.size() != n)
+    fail(error_kind::shape, "x_prev has ", b.x_prev.size(), " elements; expected ", n, " like x_t");
+  if (b.model_output.size() != n * output_factor) {
+    const std::size_t got_channels = b.model_output.size() / (shape.batch * shape.spatial);
+    const bool whole = b.model_output.size() % (shape.batch * shape.spatial) == 0;
+    if (whole)
+      fail(error_kind::shape, "the model output has ", got_channels, " channels; expected ", shape.channels * output_factor,
+           output_factor == 2 ? " (2C: prediction and learned variance)" : " (C: a model without learned variance)");
+    fail(error_kind::shape, "the model output has ", b.model_output.size(), " elements; expected ", n * output_factor);
+  }
+  if (needs_noise && b.noise.size() != n)
+    fail(error_kind::shape, "noise has ", b.noise.size(), " elements; expected ", n, " (this step adds noise)");
+  if (!b.x0.empty() && b.x0.size() != n) fail(error_kind::shape, "x0 has ", b.x0.size(), " elements; expected ", n, " or none");
+  if (!b.guidance_gradient.empty() && b.guidance_gradient.size() != n)
+    fail(error_kind::shape, "the guidance gradient has ", b.guidance_gradient.size(), " elements; expected ", n);
+}
+
+}  // namespace detail
+DIFFUSE_END_NAMESPACE
+}  // namespace diffuse

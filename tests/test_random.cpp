@@ -1,0 +1,146 @@
+// normal_generator: Philox known answers, the portable transcendental functions, reproducibility, moments.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numbers>
+#include <vector>
+
+#include "diffuse/random.hpp"
+#include "support.hpp"
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+using diffuse::normal_generator;
+using diffuse::philox4x32;
+
+TEST_CASE("Philox4x32-10 reproduces the published known-answer vectors") {
+  // Salmon et al. (Random123) known-answer tests for philox4x32_10.
+  auto a = philox4x32::generate(0, 0, 0, 0, 0, 0);
+  CHECK(a.v[0] == 0x6627e8d5u);
+  CHECK(a.v[1] == 0xe169c58du);
+  CHECK(a.v[2] == 0xbc57ac4cu);
+  CHECK(a.v[3] == 0x9b00dbd8u);
+  auto b = philox4x32::generate(0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu);
+  CHECK(b.v[0] == 0x408f276du);
+  CHECK(b.v[1] == 0x41c83b0eu);
+  CHECK(b.v[2] == 0xa20bc7c6u);
+  CHECK(b.v[3] == 0x6d5451fdu);
+  auto c = philox4x32::generate(0x243f6a88u, 0x85a308d3u, 0x13198a2eu, 0x03707344u, 0xa4093822u, 0x299f31d0u);
+  CHECK(c.v[0] == 0xd16cfe09u);
+  CHECK(c.v[1] == 0x94fdccebu);
+  CHECK(c.v[2] == 0x5001e420u);
+  CHECK(c.v[3] == 0x24126ea1u);
+}
+
+TEST_CASE("the portable log, sin and cos agree with the C library to a few ulps") {
+  // They replace libm so that every platform gives the same bits; accuracy need only be that of libm
+  // within 4 ulps (measured worst: see the CHECKs).
+  double worst_log = 0, worst_sc = 0;
+  for (int i = 1; i <= 200000; ++i) {
+    const double u = (i - 0.5) / 200000.0 * (i % 3 == 0 ? 1e-12 : 1.0);
+    const double l = diffuse::detail::portable_log(u);
+    worst_log = std::max(worst_log, std::abs(l - std::log(u)) / (std::abs(std::log(u)) * 0x1.0p-52));
+    double s = 0, c = 0;
+    const double w = (i - 1) / 200000.0;
+    diffuse::detail::portable_sincos_turns(w, s, c);
+    worst_sc = std::max(worst_sc, std::abs(s - std::sin(2 * std::numbers::pi * w)) / 0x1.0p-52);
+    worst_sc = std::max(worst_sc, std::abs(c - std::cos(2 * std::numbers::pi * w)) / 0x1.0p-52);
+  }
+  MESSAGE("worst log error ", worst_log, " ulp(relative); worst sin/cos error ", worst_sc, " × 2^-52 absolute");
+  CHECK(worst_log <= 4.0);
+  CHECK(worst_sc <= 4.0);
+  CHECK(diffuse::detail::portable_log(1.0) == 0.0);
+}
+
+TEST_CASE_TEMPLATE("fill gives the same numbers as at() for any offset and length", T, float, double) {
+  const normal_generator gen(1234);
+  for (std::uint64_t offset : {0u, 1u, 2u, 7u}) {
+    for (std::size_t n : {0u, 1u, 2u, 3u, 17u, 64u}) {
+      std::vector<T> out(n);
+      gen.fill<T>(out, 3, 9, offset);
+      for (std::size_t i = 0; i < n; ++i) CHECK(out[i] == gen.at<T>(3, 9, offset + i));
+    }
+  }
+  // float variates are the double variates rounded
+  CHECK(gen.at<float>(1, 2, 3) == static_cast<float>(gen.at<double>(1, 2, 3)));
+}
+
+TEST_CASE("streams are distinct and reproducible; the seed matters in both halves") {
+  const normal_generator a(1), b(1), c(2), d(std::uint64_t{1} << 32 | 1);
+  CHECK(a.at<double>(0, 0, 0) == b.at<double>(0, 0, 0));
+  CHECK(a.at<double>(0, 0, 0) != c.at<double>(0, 0, 0));
+  CHECK(a.at<double>(0, 0, 0) != d.at<double>(0, 0, 0));
+  CHECK(a.at<double>(0, 0, 0) != a.at<double>(1, 0, 0));
+  CHECK(a.at<double>(0, 0, 0) != a.at<double>(0, 1, 0));
+  // Pinned bits: any change to the documented transform, or a build that lets the compiler contract
+  // a*b+c into FMA (diffuse::diffuse adds -ffp-contract=off), changes them and users' results.
+  CHECK(a.at<double>(0, 0, 0) == -0x1.a7d4d42746e88p-2);
+  CHECK(a.at<double>(0, 0, 1) == -0x1.fa8a089dad401p-3);
+  CHECK(a.at<double>(0, 0, 2) == -0x1.c327de4fc7ee7p-1);
+  CHECK(a.at<double>(0, 0, 3) == 0x1.16eedb627aba9p-3);
+  CHECK(normal_generator(42).at<double>(7, 3, 1001) == 0x1.5ef92648e002ap+0);
+}
+
+TEST_CASE_TEMPLATE("batch items get the same noise alone or in any batch, whatever the thread count", T, float, double) {
+  const normal_generator gen(77);
+  const std::size_t per = 3 * 33;
+  std::vector<T> big(8 * per), small(4 * per), single(per);
+  diffuse::fill_batch<T>(gen, big, 8, 0, 5);
+  diffuse::fill_batch<T>(gen, small, 4, 4, 5);
+  CHECK(std::equal(small.begin(), small.end(), big.begin() + static_cast<std::ptrdiff_t>(4 * per)));
+  gen.fill<T>(single, 6, 5);
+  CHECK(std::equal(single.begin(), single.end(), big.begin() + static_cast<std::ptrdiff_t>(6 * per)));
+#if defined(_OPENMP)
+  std::vector<T> one(64 * 1024), two(64 * 1024);
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(1);
+  diffuse::fill_batch<T>(gen, one, 16, 0, 1);
+  omp_set_num_threads(2);
+  diffuse::fill_batch<T>(gen, two, 16, 0, 1);
+  omp_set_num_threads(saved);
+  CHECK(one == two);
+#endif
+}
+
+TEST_CASE("one million variates have the moments of N(0, 1)") {
+  const normal_generator gen(2026);
+  const std::size_t n = 1'000'000;
+  std::vector<double> z(n);
+  gen.fill<double>(z, 0, 0);
+  double m1 = 0, m2 = 0, m3 = 0, m4 = 0;
+  for (double v : z) {
+    m1 += v;
+    m2 += v * v;
+    m3 += v * v * v;
+    m4 += v * v * v * v;
+  }
+  m1 /= n;
+  m2 /= n;
+  m3 /= n;
+  m4 /= n;
+  // Standard errors for n = 1e6: mean 1/√n = 1e-3, variance √(2/n) = 1.4e-3, third moment √(15/n) = 3.9e-3,
+  // fourth moment √(96/n) = 9.8e-3. Bounds at 5 standard errors: a correct generator fails ~1 in 10^6.
+  CHECK(std::abs(m1) < 5e-3);
+  CHECK(std::abs(m2 - 1) < 7.1e-3);
+  CHECK(std::abs(m3) < 2e-2);
+  CHECK(std::abs(m4 - 3) < 4.9e-2);
+  // Kolmogorov–Smirnov distance to Φ: the 1e-4 critical value is 1.95/√n ≈ 2e-3.
+  std::sort(z.begin(), z.end());
+  double ks = 0;
+  for (std::size_t i = 0; i < n; i += 1) {
+    const double cdf = 0.5 * std::erfc(-z[i] / std::numbers::sqrt2);
+    ks = std::max({ks, std::abs(cdf - static_cast<double>(i) / n), std::abs(cdf - static_cast<double>(i + 1) / n)});
+  }
+  MESSAGE("KS distance ", ks);
+  CHECK(ks < 1.95 / 1000.0);
+}
+
+TEST_CASE("fill_batch rejects a buffer that does not split into the batch") {
+  const normal_generator gen(1);
+  std::vector<float> z(10);
+  test::check_error([&] { diffuse::fill_batch<float>(gen, z, 3, 0, 0); }, {"[diffuse.shape]", "10 elements does not split into 3"});
+  test::check_error([&] { diffuse::fill_batch<float>(gen, z, 0, 0, 0); }, {"does not split into 0"});
+}

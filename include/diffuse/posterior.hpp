@@ -102,8 +102,8 @@ struct dynamic_threshold {
 /// Post-processing of x̂0 before it is used: none, static clipping, or dynamic thresholding (which
 /// replaces clipping when both are set).
 struct x0_processing {
-  std::optional<double> clip_range;            ///< clip x̂0 to [−r, r]
-  std::optional<dynamic_threshold> threshold;  ///< dynamic thresholding
+  std::optional<double> clip_range = std::nullopt;            ///< clip x̂0 to [−r, r]
+  std::optional<dynamic_threshold> threshold = std::nullopt;  ///< dynamic thresholding
 
   /// \throws diffuse::error for r ≤ 0, p outside (0, 1] or max_value < 1.
   void validate() const {

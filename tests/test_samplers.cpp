@@ -265,6 +265,21 @@ TEST_CASE("the callback sees every position with its timestep, x_t and x0") {
   CHECK(seen.front() == s.timestep(2));
 }
 
+TEST_CASE("an x0 hook edits x0 before clipping") {
+  const auto schedule = noise_schedule::linear(1000);
+  const ddim_sampler s(schedule, {500, 0}, {.prediction = prediction_type::sample, .processing = {.clip_range = 1.0}});
+  const sample_shape shape{2, 1, 2};
+  std::vector<float> x{0.1f, 0.2f, 0.3f, 0.4f}, out{0.5f, 0.5f, 0.5f, 0.5f}, xp(4), x0(4);
+  std::vector<std::size_t> items;
+  s.step<float>(0, {.x_t = x, .model_output = out, .x_prev = xp, .x0 = x0}, shape, [&](std::span<float> item, std::size_t i, int t) {
+    CHECK(t == 500);
+    items.push_back(i);
+    for (auto& v : item) v = i == 0 ? 3.0f : -0.25f;  // item 0 then gets clipped to 1
+  });
+  CHECK(items.size() == 2);
+  CHECK(x0 == std::vector<float>{1.0f, 1.0f, -0.25f, -0.25f});
+}
+
 TEST_CASE("img2img starts at N - floor(N * strength)") {
   CHECK(img2img_start_index(50, 1.0) == 0);
   CHECK(img2img_start_index(50, 0.5) == 25);
@@ -301,6 +316,8 @@ TEST_CASE("bad sampler input raises diffuse::error with what was expected") {
   check_error([&] { ddpm_sampler(schedule, {5, 10}); }, {"[diffuse.timesteps]", "strictly descending"});
   check_error([&] { ddpm_sampler(noise_schedule::linear(100), {150, 10}); }, {"entry 0 = 150 is out of range", "0 <= t < 100"});
   check_error([&] { ddim_inversion(schedule, {5}); }, {"at least 2 entries"});
+  check_error([&] { ddim_inversion(schedule, list, {.eta = 0.5}); }, {"[diffuse.sampler]", "inversion with eta = 0.5", "expected eta = 0"});
+  check_error([&] { ddpm_sampler(schedule, list, {.processing = {.clip_range = -1.0}}); }, {"clip_range = -1"});
   check_error([] { img2img_start_index(50, 0.0); }, {"strength = 0 is outside (0, 1]"});
   check_error([] { img2img_start_index(50, 1.5); }, {"strength = 1.5"});
   check_error([] { img2img_start_index(10, 0.05); }, {"runs no step"});

@@ -60,6 +60,7 @@ class ddpm_sampler {
   ///         to give x̂0 at ᾱ_t = 0 (zero-terminal-SNR schedules: use v or x0 prediction).
   ddpm_sampler(const noise_schedule& schedule, std::vector<int> timesteps, ddpm_options options = {})
       : options_(options), timesteps_(custom_timesteps(schedule.size(), std::move(timesteps))) {
+    options_.processing.validate();
     const int n = static_cast<int>(timesteps_.size());
     steps_.resize(timesteps_.size());
     for (int k = 0; k < n; ++k) {
@@ -114,8 +115,11 @@ class ddpm_sampler {
 
   /// One ancestral step at position k.
   /// \throws diffuse::error on buffers that do not match `shape`.
-  template <Real Scalar>
-  void step(int k, const step_buffers<Scalar>& io, const sample_shape& shape) const {
+  /// \param x0_hook optional callable `hook(std::span<Scalar> x0, std::size_t item, int t)` that may edit
+  ///                one batch item's x̂0 in place before clipping or thresholding (e.g. inpainting masks);
+  ///                with OpenMP it may run for several items at once.
+  template <Real Scalar, class X0Hook = no_x0_hook>
+  void step(int k, const step_buffers<Scalar>& io, const sample_shape& shape, X0Hook&& x0_hook = {}) const {
     const auto& s = coefficients(k);
     const bool noisy = s.prev >= 0;
     detail::check_step_buffers(io, shape, output_factor(), noisy);
@@ -135,6 +139,7 @@ class ddpm_sampler {
       const std::span<Scalar> x0 = io.x0.empty() ? detail::thread_scratch<Scalar, detail::scratch_slot::x0>(per_item)
                                                  : io.x0.subspan(base, per_item);
       for (std::size_t j = 0; j < per_item; ++j) x0[j] = px * x[j] + po * out[j];
+      x0_hook(x0, i, s.t);
       detail::process_x0_item<Scalar>(x0, options_.processing);
 
       Scalar* xp = io.x_prev.data() + base;

@@ -62,6 +62,7 @@ class ddim_sampler {
   ///         or epsilon prediction at ᾱ_t = 0.
   ddim_sampler(const noise_schedule& schedule, std::vector<int> timesteps, ddim_options options = {})
       : options_(options), timesteps_(custom_timesteps(schedule.size(), std::move(timesteps))) {
+    options_.processing.validate();
     if (!(options_.eta >= 0.0) || !std::isfinite(options_.eta))
       detail::fail(error_kind::sampler, "eta = ", options_.eta, " is invalid; expected a finite eta >= 0");
     detail::check_ddim_prediction(options_.prediction);
@@ -101,8 +102,11 @@ class ddim_sampler {
   }
 
   /// One DDIM step at position k.
-  template <Real Scalar>
-  void step(int k, const step_buffers<Scalar>& io, const sample_shape& shape) const {
+  /// \param x0_hook optional callable `hook(std::span<Scalar> x0, std::size_t item, int t)` that may edit
+  ///                one batch item's x̂0 in place before clipping or thresholding (e.g. inpainting masks);
+  ///                with OpenMP it may run for several items at once.
+  template <Real Scalar, class X0Hook = no_x0_hook>
+  void step(int k, const step_buffers<Scalar>& io, const sample_shape& shape, X0Hook&& x0_hook = {}) const {
     const auto& s = coefficients(k);
     const bool noisy = s.sigma > 0.0;
     detail::check_step_buffers(io, shape, 1, noisy);
@@ -123,6 +127,7 @@ class ddim_sampler {
       const std::span<Scalar> x0 = io.x0.empty() ? detail::thread_scratch<Scalar, detail::scratch_slot::x0>(per_item)
                                                  : io.x0.subspan(base, per_item);
       for (std::size_t j = 0; j < per_item; ++j) x0[j] = px * x[j] + po * out[j];
+      x0_hook(x0, i, s.t);
       detail::process_x0_item<Scalar>(x0, options_.processing);
       Scalar* xp = io.x_prev.data() + base;
       const Scalar* z = noisy ? io.noise.data() + base : nullptr;
@@ -151,6 +156,7 @@ class ddim_sampler {
 /// Options of DDIM inversion.
 struct ddim_inversion_options {
   prediction_type prediction = prediction_type::epsilon;
+  double eta = 0.0;  ///< must be 0: inversion is defined only for the deterministic sampler
 };
 
 /// DDIM inversion (η = 0): maps a clean sample to the noise that DDIM with the same list maps back to it.
@@ -165,6 +171,9 @@ class ddim_inversion {
   ddim_inversion(const noise_schedule& schedule, std::vector<int> timesteps, ddim_inversion_options options = {})
       : options_(options), descending_(custom_timesteps(schedule.size(), std::move(timesteps))) {
     detail::check_ddim_prediction(options_.prediction);
+    if (options_.eta != 0.0)
+      detail::fail(error_kind::sampler, "DDIM inversion with eta = ", options_.eta,
+                   "; expected eta = 0 (only the deterministic sampler can be inverted)");
     ascending_.assign(descending_.rbegin(), descending_.rend());
     const std::size_t n = ascending_.size();
     if (n < 2)

@@ -26,6 +26,12 @@ struct step_buffers {
   std::span<const Scalar> guidance_gradient = {};
 };
 
+/// The default x̂0 hook: leaves x̂0 as the model gave it.
+struct no_x0_hook {
+  template <class Span>
+  void operator()(Span, std::size_t, int) const noexcept {}
+};
+
 namespace detail {
 
 /// Checks every buffer of a step against the sample shape; `output_factor` is 2 for a learned variance.

@@ -1,0 +1,58 @@
+// PNG writing for the examples, through Debian's stb_image_write. The file appears whole or not at all:
+// it is written under a temporary name and renamed.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <stb/stb_image_write.h>
+
+namespace examples {
+
+/// An 8-bit RGB canvas.
+struct canvas {
+  int width = 0, height = 0;
+  std::vector<std::uint8_t> rgb;
+  canvas(int w, int h, std::uint8_t fill = 255) : width(w), height(h), rgb(static_cast<std::size_t>(w) * h * 3, fill) {}
+  void set(int x, int y, std::uint8_t r, std::uint8_t g, std::uint8_t b) {
+    if (x < 0 || y < 0 || x >= width || y >= height) return;
+    auto* p = &rgb[(static_cast<std::size_t>(y) * width + x) * 3];
+    p[0] = r;
+    p[1] = g;
+    p[2] = b;
+  }
+  /// Paints a grayscale tile from values in [−1, 1] (clamped), each pixel scaled up `zoom` times.
+  template <class T>
+  void tile(int x0, int y0, const T* values, int w, int h, int zoom) {
+    for (int y = 0; y < h * zoom; ++y)
+      for (int x = 0; x < w * zoom; ++x) {
+        double v = static_cast<double>(values[(y / zoom) * w + x / zoom]);
+        v = v < -1 ? -1 : (v > 1 ? 1 : v);
+        const auto g = static_cast<std::uint8_t>((v + 1.0) * 127.5 + 0.5);
+        set(x0 + x, y0 + y, g, g, g);
+      }
+  }
+};
+
+/// Writes the canvas as PNG; throws std::runtime_error with the path when it cannot.
+inline void write_png(const std::string& path, const canvas& c) {
+  const std::filesystem::path target(path);
+  const std::filesystem::path tmp = target.string() + ".partial";
+  if (!stbi_write_png(tmp.c_str(), c.width, c.height, 3, c.rgb.data(), c.width * 3)) {
+    std::error_code ec;
+    std::filesystem::remove(tmp, ec);
+    throw std::runtime_error("cannot write " + path + " (is the directory writable?)");
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, target, ec);
+  if (ec) {
+    std::filesystem::remove(tmp, ec);
+    throw std::runtime_error("cannot write " + path + ": " + ec.message());
+  }
+}
+
+}  // namespace examples

@@ -139,9 +139,18 @@ TEST_CASE("DDPM and DDIM reproduce a 16-D mixture with unequal weights") {
                              gm, schedule, prediction_type::sample, n, 4),
                      0.02);
   }
+  SUBCASE("DDPM full chain of 1000 steps") {
+    check_reproduces(gm, run(ddpm_sampler(schedule, make_timesteps(1000, 1000, timestep_spacing::leading)), gm, schedule,
+                             prediction_type::epsilon, n, 6),
+                     0.0);
+  }
   SUBCASE("DDIM eta 0, 50 steps") {
     const ddim_sampler s(schedule, make_timesteps(1000, 50, timestep_spacing::linspace));
     check_reproduces(gm, run(s, gm, schedule, prediction_type::epsilon, n, 5), 0.02);
+  }
+  SUBCASE("DDIM eta 1, 100 steps") {
+    const ddim_sampler s(schedule, make_timesteps(1000, 100, timestep_spacing::trailing), {.eta = 1.0});
+    check_reproduces(gm, run(s, gm, schedule, prediction_type::epsilon, n, 7), 0.02);
   }
 }
 

@@ -107,7 +107,7 @@ def process(x0, proc, batch):
     raise ValueError(proc)
 
 
-def ddpm_step(betas, ab, ts, k, x, out, z, pred, var_type, proc, batch, C):
+def ddpm_step(betas, ab, ts, k, x, out, z, pred, var_type, proc, batch, C, g=None):
     t = ts[k]
     p = ts[k + 1] if k + 1 < len(ts) else -1
     abt, abp, bp, c1, c2, var = posterior(betas, ab, t, p)
@@ -137,11 +137,13 @@ def ddpm_step(betas, ab, ts, k, x, out, z, pred, var_type, proc, batch, C):
     else:
         frac = (var_out + 1) / 2
         sigma = np.exp(0.5 * (frac * math.log(bp) + (1 - frac) * logvar))
+    if g is not None:  # guided-diffusion's condition_mean: mean + variance * gradient
+        mean = mean + np.asarray(sigma) ** 2 * g
     xp = mean + sigma * z if p >= 0 else mean
     return xp, x0
 
 
-def ddim_step(ab, ts, k, x, out, z, pred, eta, set_one, clipped_eps, proc, batch, prev_override=None):
+def ddim_step(ab, ts, k, x, out, z, pred, eta, set_one, clipped_eps, proc, batch, prev_override=None, g=None):
     t = ts[k]
     p = prev_override if prev_override is not None else (ts[k + 1] if k + 1 < len(ts) else -1)
     abt = ab[t]
@@ -150,6 +152,9 @@ def ddim_step(ab, ts, k, x, out, z, pred, eta, set_one, clipped_eps, proc, batch
     eps = eps_from(pred, x, out, abt)
     if clipped_eps:
         eps = (x - math.sqrt(abt) * x0) / math.sqrt(1 - abt)
+    if g is not None:  # guided-diffusion's condition_score (SPEC §11)
+        eps = (x - math.sqrt(abt) * x0) / math.sqrt(1 - abt) - math.sqrt(1 - abt) * g
+        x0 = (x - math.sqrt(1 - abt) * eps) / math.sqrt(abt)
     sigma = eta * math.sqrt((1 - abp) / (1 - abt)) * math.sqrt(1 - abt / abp)
     direction = math.sqrt(max(0.0, 1 - abp - sigma ** 2))
     xp = math.sqrt(abp) * x0 + direction * eps
@@ -211,6 +216,27 @@ def main():
                                       "prediction": pred, "eta": eta, "set_alpha_to_one": set_one,
                                       "use_clipped_model_output": clipped, "processing": proc,
                                       "x_prev": xp.ravel().tolist(), "x0": x0.ravel().tolist()})
+    # Classifier guidance with a fixed gradient: condition_mean (ancestral) and condition_score (DDIM).
+    grad = rng.standard_normal(shape) * 0.7
+    guided = []
+    for sname in ["linear", "cosine"]:
+        betas = schedules[sname]
+        ab = np.cumprod(1.0 - betas)
+        for lname in ["full", "leading50", "trailing7"]:
+            ts = lists[lname]
+            for k in sorted({0, len(ts) // 2, len(ts) - 1}):
+                for pred in ["epsilon", "v_prediction"]:
+                    for var_type, proc in [("fixed_small", "none"), ("fixed_large", "clip"), ("learned_range", "none")]:
+                        out = out2 if var_type == "learned_range" else out1
+                        xp, x0 = ddpm_step(betas, ab, ts, k, x, out, z, pred, var_type, proc, batch, C, g=grad)
+                        guided.append({"sampler": "ddpm", "schedule": sname, "list": lname, "k": k, "prediction": pred,
+                                       "variance": var_type, "processing": proc,
+                                       "x_prev": xp.ravel().tolist(), "x0": x0.ravel().tolist()})
+                    for eta, proc in [(0.0, "none"), (0.0, "threshold"), (1.0, "clip")]:
+                        xp, x0 = ddim_step(ab, ts, k, x, out1, z, pred, eta, True, False, proc, batch, g=grad)
+                        guided.append({"sampler": "ddim", "schedule": sname, "list": lname, "k": k, "prediction": pred,
+                                       "eta": eta, "set_alpha_to_one": True, "use_clipped_model_output": False,
+                                       "processing": proc, "x_prev": xp.ravel().tolist(), "x0": x0.ravel().tolist()})
     # Where diffuse deliberately differs from diffusers' DDIM: diffusers steps to t - T // N.
     ab = np.cumprod(1.0 - schedules["linear"])
     differ = []
@@ -235,6 +261,7 @@ def main():
         "model_output": out1.ravel().tolist(), "model_output_learned": out2.ravel().tolist(),
         "model_output_learned_sigma2": out_sigma2.ravel().tolist(),
         "cases": cases, "ddim_prev_timestep_difference": differ,
+        "guidance_gradient": grad.ravel().tolist(), "guided_cases": guided,
     }
     path = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "sampler_steps.json")
     with open(path, "w") as f:

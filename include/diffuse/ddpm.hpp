@@ -19,6 +19,7 @@
 #include "diffuse/ddim.hpp"
 #include "diffuse/error.hpp"
 #include "diffuse/forward.hpp"
+#include "diffuse/guidance.hpp"
 #include "diffuse/img2img.hpp"
 #include "diffuse/model.hpp"
 #include "diffuse/posterior.hpp"

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "diffuse/error.hpp"
+#include "diffuse/guidance.hpp"
 #include "diffuse/model.hpp"
 #include "diffuse/random.hpp"
 #include "diffuse/shape.hpp"
@@ -45,7 +46,7 @@ struct sample_options {
 /// Buffers reused across calls to sample(), so that a loop allocates nothing after its first use.
 template <class Scalar>
 struct sampling_workspace {
-  std::vector<Scalar> model_output, noise, x0, x_next;
+  std::vector<Scalar> model_output, noise, x0, x_next, gradient;
   void reserve(std::size_t numel, std::size_t output_factor) {
     if (model_output.size() != numel * output_factor) model_output.assign(numel * output_factor, Scalar(0));
     if (noise.size() != numel) noise.assign(numel, Scalar(0));
@@ -72,6 +73,7 @@ void fill_initial_noise(std::span<Scalar> x, const sample_shape& shape, std::uin
 /// \param model    any Denoiser: `model(std::span<const Scalar> x_t, int t, std::span<Scalar> out)`
 /// \param x        in: the starting sample (x_T, e.g. from fill_initial_noise); out: the result
 /// \param callback called after every step with a step_event<Scalar>
+/// \param guidance hooks between the model call and the update, from diffuse::guidance(h1, h2, ...)
 /// \throws diffuse::error on shape mismatches or a model that returns the wrong number of elements.
 ///
 /// Example:
@@ -81,9 +83,10 @@ void fill_initial_noise(std::span<Scalar> x, const sample_shape& shape, std::uin
 /// diffuse::sample(sampler, [&](std::span<const float> xt, int t, std::span<float> out) { net(xt, t, out); },
 ///                 std::span<float>(x), shape, {.seed = 42});
 /// \endcode
-template <class Sampler, class Model, Real Scalar, class Callback = no_callback>
+template <class Sampler, class Model, Real Scalar, class Callback = no_callback, class Guidance = no_guidance>
 void sample(const Sampler& sampler, Model&& model, std::span<Scalar> x, const sample_shape& shape,
-            const sample_options& options, sampling_workspace<Scalar>& workspace, Callback&& callback = {}) {
+            const sample_options& options, sampling_workspace<Scalar>& workspace, Callback&& callback = {},
+            Guidance&& guidance = {}) {
   static_assert(Denoiser<std::remove_reference_t<Model>, Scalar>,
                 "diffuse::sample: the model must be callable as model(std::span<const Scalar> x_t, int t, "
                 "std::span<Scalar> out), with Scalar the element type of x (float or double)");
@@ -95,19 +98,34 @@ void sample(const Sampler& sampler, Model&& model, std::span<Scalar> x, const sa
                  shape.channels, " x spatial ", shape.spatial, " = ", shape.numel());
   workspace.reserve(shape.numel(), sampler.output_factor());
   if (workspace.x_next.size() != shape.numel()) workspace.x_next.assign(shape.numel(), Scalar(0));
+  using guidance_type = std::remove_cvref_t<Guidance>;
+  if constexpr (!guidance_type::empty) guidance.validate(n);
+  if constexpr (guidance_type::needs_gradient)
+    if (workspace.gradient.size() != shape.numel()) workspace.gradient.assign(shape.numel(), Scalar(0));
   const normal_generator generator(options.seed);
   // Two state buffers alternate so the callback sees x_t and the step's x̂0 together, without a copy.
   std::span<Scalar> current = x, next = workspace.x_next;
   for (int k = options.start_index; k < n; ++k) {
     const int t = sampler.timestep(k);
     model(std::span<const Scalar>(current), t, std::span<Scalar>(workspace.model_output));
+    if constexpr (!guidance_type::empty) {
+      std::span<Scalar> gradient;
+      if constexpr (guidance_type::needs_gradient) {
+        std::fill(workspace.gradient.begin(), workspace.gradient.end(), Scalar(0));
+        gradient = workspace.gradient;
+      }
+      guidance(guidance_context<Scalar>{k, n, t, sampler.coefficients(k).alpha_bar_t, current, workspace.model_output,
+                                        gradient, shape});
+    }
     const bool noisy = sampler.adds_noise(k);
     if (noisy) fill_batch<Scalar>(generator, std::span<Scalar>(workspace.noise), shape.batch, options.first_sample, step_noise_stream(k));
     step_buffers<Scalar> io{.x_t = current,
                             .model_output = workspace.model_output,
                             .noise = noisy ? std::span<const Scalar>(workspace.noise) : std::span<const Scalar>(),
                             .x_prev = next,
-                            .x0 = workspace.x0};
+                            .x0 = workspace.x0,
+                            .guidance_gradient = guidance_type::needs_gradient ? std::span<const Scalar>(workspace.gradient)
+                                                                               : std::span<const Scalar>()};
     sampler.template step<Scalar>(k, io, shape);
     callback(step_event<Scalar>{k, n, t, std::span<const Scalar>(current), std::span<const Scalar>(workspace.x0)});
     std::swap(current, next);
@@ -116,11 +134,12 @@ void sample(const Sampler& sampler, Model&& model, std::span<Scalar> x, const sa
 }
 
 /// sample() with a workspace of its own (allocates once per call).
-template <class Sampler, class Model, Real Scalar, class Callback = no_callback>
+template <class Sampler, class Model, Real Scalar, class Callback = no_callback, class Guidance = no_guidance>
 void sample(const Sampler& sampler, Model&& model, std::span<Scalar> x, const sample_shape& shape,
-            const sample_options& options = {}, Callback&& callback = {}) {
+            const sample_options& options = {}, Callback&& callback = {}, Guidance&& guidance = {}) {
   sampling_workspace<Scalar> workspace;
-  sample(sampler, std::forward<Model>(model), x, shape, options, workspace, std::forward<Callback>(callback));
+  sample(sampler, std::forward<Model>(model), x, shape, options, workspace, std::forward<Callback>(callback),
+         std::forward<Guidance>(guidance));
 }
 
 DIFFUSE_END_NAMESPACE

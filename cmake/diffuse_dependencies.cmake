@@ -17,4 +17,6 @@ endif()
 if(xsimd_VERSION VERSION_LESS 8)
   message(FATAL_ERROR "diffuse needs xsimd >= 8; found ${xsimd_VERSION} (Debian/Ubuntu: apt install libxsimd-dev)")
 endif()
+# The UNet loader parses config.json and safetensors headers with nlohmann/json.
+find_package(nlohmann_json 3.9 REQUIRED)
 find_package(OpenMP COMPONENTS CXX)

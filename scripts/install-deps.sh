@@ -6,7 +6,7 @@ packages=(cmake g++ make libeigen3-dev libxsimd-dev doctest-dev libbenchmark-dev
           nlohmann-json3-dev libcli11-dev libstb-dev)
 if [[ "${1:-}" == "--python" ]]; then
   # Only the reference-fixture and training scripts in tools/ need these.
-  packages+=(python3-torch python3-numpy python3-sklearn)
+  packages+=(python3-torch python3-numpy python3-sklearn libopenblas0-openmp)
 fi
 missing=()
 for p in "${packages[@]}"; do

@@ -1,0 +1,565 @@
+#pragma once
+/// \file
+/// The reference CPU UNet: diffusers' UNet2DModel on row-major NCHW tensors, loaded from a diffusers
+/// model folder (config.json + diffusion_pytorch_model.safetensors).
+///
+/// Example:
+/// \code
+/// auto unet = diffuse::nn::unet2d<float>::load("models/digits");
+/// std::vector<int> labels{3, 3, 7, 7};
+/// auto model = unet.conditioned(labels);           // a Denoiser for sample()
+/// diffuse::sample(sampler, model, x, shape);
+/// \endcode
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <optional>
+#include <set>
+#include <span>
+#include <string>
+#include <unsupported/Eigen/CXX11/Tensor>
+#include <vector>
+
+#include "diffuse/error.hpp"
+#include "diffuse/io/safetensors.hpp"
+#include "diffuse/model.hpp"
+#include "diffuse/nn/layers.hpp"
+#include "diffuse/nn/unet_config.hpp"
+
+namespace diffuse {
+DIFFUSE_BEGIN_NAMESPACE
+namespace nn {
+
+/// Height and width of the images a forward pass sees.
+struct image_size {
+  int height = 0, width = 0;
+};
+
+/// Row-major NCHW batch, as PyTorch lays it out.
+template <class S>
+using image_tensor = Eigen::Tensor<S, 4, Eigen::RowMajor>;
+
+namespace detail {
+
+/// Reads parameters by their diffusers names, checks every shape, and remembers what it read so that
+/// tensors the architecture does not have are reported.
+class weight_reader {
+ public:
+  explicit weight_reader(const safetensors_file& f) : file_(f) {}
+
+  template <class S>
+  void read(const std::string& name, std::vector<std::int64_t> shape, S* dst) {
+    if (!file_.contains(name))
+      diffuse::detail::fail(error_kind::model, "weights ", file_.origin(), " lack tensor \"", name, "\" of shape ", shape_text(shape),
+                            "; expected a checkpoint of the architecture config.json describes");
+    const tensor_info& info = file_.info(name);
+    if (info.shape != shape)
+      diffuse::detail::fail(error_kind::model, "tensor \"", name, "\" in ", file_.origin(), " has shape ", shape_text(info.shape), "; expected ",
+                            shape_text(shape), " for the architecture config.json describes");
+    std::size_t n = 1;
+    for (auto d : shape) n *= static_cast<std::size_t>(d);
+    file_.read_into<S>(name, std::span<S>(dst, n));
+    used_.insert(name);
+  }
+
+  template <class S>
+  linear<S> read_linear(const std::string& p, int in, int out) {
+    linear<S> l;
+    l.weight.resize(out, in);
+    l.bias.resize(out);
+    read(p + ".weight", {out, in}, l.weight.data());
+    read(p + ".bias", {out}, l.bias.data());
+    return l;
+  }
+
+  template <class S>
+  conv2d<S> read_conv(const std::string& p, int in, int out, int k, int stride = 1, int pad = -1) {
+    conv2d<S> c;
+    c.in = in;
+    c.out = out;
+    c.kernel = k;
+    c.stride = stride;
+    const int pd = pad < 0 ? k / 2 : pad;
+    c.pad_top = c.pad_left = c.pad_bottom = c.pad_right = pd;
+    c.weight.resize(out, static_cast<Eigen::Index>(in) * k * k);
+    c.bias.resize(out);
+    read(p + ".weight", {out, in, k, k}, c.weight.data());
+    read(p + ".bias", {out}, c.bias.data());
+    return c;
+  }
+
+  template <class S>
+  group_norm<S> read_norm(const std::string& p, int channels, int groups, double eps) {
+    group_norm<S> g;
+    g.groups = groups;
+    g.eps = eps;
+    g.weight.resize(channels);
+    g.bias.resize(channels);
+    read(p + ".weight", {channels}, g.weight.data());
+    read(p + ".bias", {channels}, g.bias.data());
+    return g;
+  }
+
+  /// Throws if the file holds tensors that were never read.
+  void finish() const {
+    std::vector<std::string> extra;
+    for (const auto& n : file_.names())
+      if (!used_.count(n)) extra.push_back(n);
+    if (!extra.empty()) {
+      std::string list;
+      for (std::size_t i = 0; i < extra.size() && i < 5; ++i) list += (i ? ", \"" : "\"") + extra[i] + "\"";
+      if (extra.size() > 5) list += diffuse::detail::cat(" and ", extra.size() - 5, " more");
+      diffuse::detail::fail(error_kind::model, "weights ", file_.origin(), " hold ", extra.size(), " tensor(s) the architecture does not have (",
+                            list, "); expected a checkpoint of the architecture config.json describes");
+    }
+  }
+
+ private:
+  const safetensors_file& file_;
+  std::set<std::string> used_;
+};
+
+}  // namespace detail
+
+/// A ResNet block: GroupNorm, SiLU, 3×3 conv, time embedding injected, GroupNorm, SiLU, 3×3 conv, plus a
+/// (1×1-projected when the channels change) shortcut, divided by output_scale.
+template <class S>
+struct resnet_block {
+  group_norm<S> norm1, norm2;
+  conv2d<S> conv1, conv2;
+  linear<S> time_proj;
+  std::optional<conv2d<S>> shortcut;
+  bool scale_shift = false;
+  double output_scale = 1;
+  int in = 0, out = 0;
+};
+
+/// diffusers' UNet2DModel for inference. Satisfies Denoiser through conditioned() (class-conditional
+/// models) or directly (unconditional models), at the config's sample size.
+template <Real S>
+class unet2d {
+ public:
+  /// Loads a diffusers model folder: config.json and diffusion_pytorch_model.safetensors.
+  static unet2d load(const std::filesystem::path& folder) {
+    if (!std::filesystem::is_directory(folder))
+      diffuse::detail::fail(error_kind::io, "model folder ", folder.string(), " does not exist; expected a folder with config.json and "
+                            "diffusion_pytorch_model.safetensors");
+    return load(folder / "config.json", folder / "diffusion_pytorch_model.safetensors");
+  }
+  /// Loads explicit config and weight files.
+  static unet2d load(const std::filesystem::path& config_json, const std::filesystem::path& weights) {
+    return unet2d(unet_config::load(config_json), safetensors_file::load(weights));
+  }
+
+  /// Builds the network for `config` with the weights in `weights` (names as diffusers writes them).
+  unet2d(unet_config config, const safetensors_file& weights) : cfg_(std::move(config)) {
+    cfg_.validate();
+    build(weights);
+  }
+
+  const unet_config& config() const noexcept { return cfg_; }
+  /// Number of parameters.
+  std::size_t parameter_count() const noexcept { return parameters_; }
+  bool class_conditional() const noexcept { return cfg_.num_class_embeds.has_value(); }
+
+  /// out = UNet(x, t, labels) for x (n, in_channels, h, w) and out (n, out_channels, h, w), both
+  /// contiguous row-major. `timesteps` holds one value for the whole batch or one per item (any real t,
+  /// as diffusers accepts); `labels` one class per item for a class-conditional model, none otherwise.
+  void forward(std::span<const S> x, int n, image_size size, std::span<const double> timesteps, std::span<const int> labels,
+               std::span<S> out) {
+    check_inputs(x, n, size, timesteps, labels, out);
+    prepare(n, size);
+    run(x.data(), n, size, timesteps, labels, out.data());
+  }
+
+  /// The same on Eigen tensors: x (n, in_channels, h, w) → (n, out_channels, h, w).
+  image_tensor<S> forward(const image_tensor<S>& x, std::span<const double> timesteps, std::span<const int> labels = {}) {
+    const auto& d = x.dimensions();
+    if (d[1] != cfg_.in_channels)
+      diffuse::detail::fail(error_kind::shape, "input has ", d[1], " channels; expected in_channels = ", cfg_.in_channels);
+    image_tensor<S> out(d[0], cfg_.out_channels, d[2], d[3]);
+    forward(std::span<const S>(x.data(), static_cast<std::size_t>(x.size())), static_cast<int>(d[0]),
+            {static_cast<int>(d[2]), static_cast<int>(d[3])}, timesteps, labels, std::span<S>(out.data(), static_cast<std::size_t>(out.size())));
+    return out;
+  }
+
+  /// Denoiser call for an unconditional model at the config's sample size; the batch is inferred.
+  void operator()(std::span<const S> x, int t, std::span<S> out) {
+    if (class_conditional())
+      diffuse::detail::fail(error_kind::model, "this UNet is class-conditional (num_class_embeds = ", *cfg_.num_class_embeds,
+                            "); expected class labels: call it through unet.conditioned(labels)");
+    const double tt = t;
+    const int n = infer_batch(x.size(), sample_size());
+    forward(x, n, sample_size(), std::span<const double>(&tt, 1), {}, out);
+  }
+
+  /// The config's sample_size.
+  image_size sample_size() const noexcept { return {cfg_.sample_height, cfg_.sample_width}; }
+
+  /// A Denoiser that calls this UNet with fixed class labels (one per batch item) at `size`.
+  class conditioned_model {
+   public:
+    conditioned_model(unet2d& net, std::vector<int> labels, image_size size) : net_(&net), labels_(std::move(labels)), size_(size) {}
+    void operator()(std::span<const S> x, int t, std::span<S> out) {
+      const double tt = t;
+      const int n = net_->infer_batch(x.size(), size_);
+      net_->forward(x, n, size_, std::span<const double>(&tt, 1), labels_, out);
+    }
+    std::span<const int> labels() const noexcept { return labels_; }
+
+   private:
+    unet2d* net_;
+    std::vector<int> labels_;
+    image_size size_;
+  };
+
+  /// Binds class labels (checked at each call against the batch). The UNet must outlive the result.
+  conditioned_model conditioned(std::span<const int> labels, std::optional<image_size> size = {}) {
+    return conditioned_model(*this, std::vector<int>(labels.begin(), labels.end()), size.value_or(sample_size()));
+  }
+
+ private:
+  struct down_level {
+    std::vector<resnet_block<S>> resnets;
+    std::vector<attention<S>> attentions;
+    std::optional<conv2d<S>> downsample;
+  };
+  struct up_level {
+    std::vector<resnet_block<S>> resnets;
+    std::vector<attention<S>> attentions;
+    std::optional<conv2d<S>> upsample;
+  };
+
+  unet_config cfg_;
+  std::size_t parameters_ = 0;
+  conv2d<S> conv_in_, conv_out_;
+  linear<S> time_1_, time_2_;
+  matrix<S> class_embedding_;
+  std::vector<down_level> down_;
+  resnet_block<S> mid_1_, mid_2_;
+  std::optional<attention<S>> mid_attention_;
+  std::vector<up_level> up_;
+  group_norm<S> norm_out_;
+
+  // Workspace, sized for the largest batch and image seen; reused so a forward allocates nothing once warm.
+  int planned_n_ = 0, planned_threads_ = 0;
+  image_size planned_size_{};
+  std::vector<S> temb0_, temb_hidden_, temb_, temb_silu_, proj_, xin_, a_, b_, t1_, t2_, cat_, col_, attn_;
+  std::vector<std::vector<S>> skips_;
+
+  int infer_batch(std::size_t elements, image_size size) const {
+    const std::size_t per = static_cast<std::size_t>(cfg_.in_channels) * size.height * size.width;
+    if (per == 0 || elements == 0 || elements % per != 0)
+      diffuse::detail::fail(error_kind::shape, "input has ", elements, " elements; expected a positive multiple of in_channels ", cfg_.in_channels,
+                            " x ", size.height, " x ", size.width, " = ", per);
+    return static_cast<int>(elements / per);
+  }
+
+  void check_inputs(std::span<const S> x, int n, image_size size, std::span<const double> timesteps, std::span<const int> labels,
+                    std::span<S> out) const {
+    using diffuse::detail::fail;
+    if (n < 1) fail(error_kind::shape, "batch size is ", n, "; expected >= 1");
+    const int f = cfg_.downsampling_factor();
+    if (size.height < 1 || size.width < 1 || size.height % f != 0 || size.width % f != 0)
+      fail(error_kind::shape, "image size ", size.height, " x ", size.width, " is not a positive multiple of ", f, " (one halving per level but the last); "
+           "expected height and width divisible by ", f);
+    const std::size_t pixels = static_cast<std::size_t>(size.height) * size.width;
+    if (x.size() != static_cast<std::size_t>(n) * cfg_.in_channels * pixels)
+      fail(error_kind::shape, "input has ", x.size(), " elements; expected ", n, " x ", cfg_.in_channels, " x ", size.height, " x ", size.width,
+           " (batch x in_channels x height x width)");
+    if (out.size() != static_cast<std::size_t>(n) * cfg_.out_channels * pixels)
+      fail(error_kind::shape, "output has ", out.size(), " elements; expected ", n, " x ", cfg_.out_channels, " x ", size.height, " x ", size.width,
+           " (batch x out_channels x height x width)");
+    if (timesteps.size() != 1 && timesteps.size() != static_cast<std::size_t>(n))
+      fail(error_kind::shape, "got ", timesteps.size(), " timesteps; expected 1 or one per batch item (", n, ")");
+    for (double t : timesteps)
+      if (!std::isfinite(t)) fail(error_kind::argument, "timestep ", t, " is not finite; expected a finite timestep");
+    if (class_conditional()) {
+      if (labels.size() != static_cast<std::size_t>(n))
+        fail(error_kind::model, "got ", labels.size(), " class labels for ", n, " batch items; this UNet is class-conditional and expects one label per item");
+      for (int l : labels)
+        if (l < 0 || l >= *cfg_.num_class_embeds)
+          fail(error_kind::model, "class label ", l, " is out of range; expected 0 <= label < num_class_embeds = ", *cfg_.num_class_embeds);
+    } else if (!labels.empty()) {
+      fail(error_kind::model, "got class labels for a UNet without class embeddings; expected none (num_class_embeds is null)");
+    }
+  }
+
+  resnet_block<S> read_resnet(detail::weight_reader& r, const std::string& p, int in, int out, double output_scale = 1) {
+    resnet_block<S> b;
+    const int g = cfg_.norm_num_groups;
+    b.in = in;
+    b.out = out;
+    b.scale_shift = cfg_.time_scale_shift == time_conditioning::scale_shift;
+    b.output_scale = output_scale;
+    b.norm1 = r.read_norm<S>(p + ".norm1", in, g, cfg_.norm_eps);
+    b.conv1 = r.read_conv<S>(p + ".conv1", in, out, 3);
+    b.time_proj = r.read_linear<S>(p + ".time_emb_proj", cfg_.time_embed_dim(), b.scale_shift ? 2 * out : out);
+    b.norm2 = r.read_norm<S>(p + ".norm2", out, g, cfg_.norm_eps);
+    b.conv2 = r.read_conv<S>(p + ".conv2", out, out, 3);
+    if (in != out) b.shortcut = r.read_conv<S>(p + ".conv_shortcut", in, out, 1);
+    return b;
+  }
+
+  attention<S> read_attention(detail::weight_reader& r, const std::string& p, int channels, int groups, double rescale = 1) {
+    attention<S> a;
+    a.head_dim = cfg_.attention_head_dim.value_or(channels);
+    a.heads = channels / a.head_dim;
+    a.rescale = rescale;
+    a.has_norm = groups > 0;
+    if (a.has_norm) a.norm = r.read_norm<S>(p + ".group_norm", channels, groups, cfg_.norm_eps);
+    a.to_q = r.read_linear<S>(p + ".to_q", channels, a.inner());
+    a.to_k = r.read_linear<S>(p + ".to_k", channels, a.inner());
+    a.to_v = r.read_linear<S>(p + ".to_v", channels, a.inner());
+    a.to_out = r.read_linear<S>(p + ".to_out.0", a.inner(), channels);
+    return a;
+  }
+
+  void build(const safetensors_file& file) {
+    detail::weight_reader r(file);
+    const auto& boc = cfg_.block_out_channels;
+    const int L = cfg_.levels(), layers = cfg_.layers_per_block, T = cfg_.time_embed_dim();
+    conv_in_ = r.read_conv<S>("conv_in", cfg_.in_channels, boc[0], 3);
+    time_1_ = r.read_linear<S>("time_embedding.linear_1", boc[0], T);
+    time_2_ = r.read_linear<S>("time_embedding.linear_2", T, T);
+    if (class_conditional()) {
+      class_embedding_.resize(*cfg_.num_class_embeds, T);
+      r.read("class_embedding.weight", {*cfg_.num_class_embeds, T}, class_embedding_.data());
+    }
+    int out = boc[0];
+    for (int i = 0; i < L; ++i) {
+      const int in = out;
+      out = boc[i];
+      down_level d;
+      const std::string p = "down_blocks." + std::to_string(i);
+      for (int j = 0; j < layers; ++j) {
+        d.resnets.push_back(read_resnet(r, p + ".resnets." + std::to_string(j), j == 0 ? in : out, out));
+        if (unet_config::is_attention_block(cfg_.down_block_types[i]))
+          d.attentions.push_back(read_attention(r, p + ".attentions." + std::to_string(j), out, cfg_.norm_num_groups));
+      }
+      if (i + 1 < L) {
+        d.downsample = r.read_conv<S>(p + ".downsamplers.0.conv", out, out, 3, 2, cfg_.downsample_padding);
+        if (cfg_.downsample_padding == 0) {  // diffusers pads right and bottom by one instead
+          d.downsample->pad_top = d.downsample->pad_left = 0;
+          d.downsample->pad_bottom = d.downsample->pad_right = 1;
+        }
+      }
+      down_.push_back(std::move(d));
+    }
+    const double ms = cfg_.mid_block_scale_factor;
+    mid_1_ = read_resnet(r, "mid_block.resnets.0", boc.back(), boc.back(), ms);
+    if (cfg_.add_attention) mid_attention_ = read_attention(r, "mid_block.attentions.0", boc.back(), cfg_.mid_attention_groups(), ms);
+    mid_2_ = read_resnet(r, "mid_block.resnets.1", boc.back(), boc.back(), ms);
+    out = boc.back();
+    for (int i = 0; i < L; ++i) {
+      const int prev = out;
+      out = boc[L - 1 - i];
+      const int skip_in = boc[std::max(L - 2 - i, 0)];
+      up_level u;
+      const std::string p = "up_blocks." + std::to_string(i);
+      for (int j = 0; j <= layers; ++j) {
+        const int skip = j == layers ? skip_in : out;
+        u.resnets.push_back(read_resnet(r, p + ".resnets." + std::to_string(j), (j == 0 ? prev : out) + skip, out));
+        if (unet_config::is_attention_block(cfg_.up_block_types[i]))
+          u.attentions.push_back(read_attention(r, p + ".attentions." + std::to_string(j), out, cfg_.norm_num_groups));
+      }
+      if (i + 1 < L) u.upsample = r.read_conv<S>(p + ".upsamplers.0.conv", out, out, 3);
+      up_.push_back(std::move(u));
+    }
+    norm_out_ = r.read_norm<S>("conv_norm_out", boc[0], cfg_.norm_num_groups, cfg_.norm_eps);
+    conv_out_ = r.read_conv<S>("conv_out", boc[0], cfg_.out_channels, 3);
+    r.finish();
+    for (const auto& n : file.names()) parameters_ += file.info(n).numel();
+  }
+
+  // ---- forward -------------------------------------------------------------------------------
+
+  template <class F>
+  void for_each_conv(F&& f) const {
+    f(conv_in_);
+    f(conv_out_);
+    auto res = [&](const resnet_block<S>& b) {
+      f(b.conv1);
+      f(b.conv2);
+      if (b.shortcut) f(*b.shortcut);
+    };
+    for (const auto& d : down_) {
+      for (const auto& b : d.resnets) res(b);
+      if (d.downsample) f(*d.downsample);
+    }
+    res(mid_1_);
+    res(mid_2_);
+    for (const auto& u : up_) {
+      for (const auto& b : u.resnets) res(b);
+      if (u.upsample) f(*u.upsample);
+    }
+  }
+
+  static void ensure(std::vector<S>& v, std::size_t n) {
+    if (v.size() < n) v.resize(n);
+  }
+
+  /// Sizes every buffer for a batch of n at `size`; a no-op when nothing grew.
+  void prepare(int n, image_size size) {
+    // Scratch is per thread: a larger team after planning needs more of it.
+    if (n <= planned_n_ && size.height == planned_size_.height && size.width == planned_size_.width && max_threads() <= planned_threads_) return;
+    const auto& boc = cfg_.block_out_channels;
+    const int L = cfg_.levels(), T = cfg_.time_embed_dim();
+    const std::size_t N = static_cast<std::size_t>(n), P0 = static_cast<std::size_t>(size.height) * size.width;
+    const std::size_t maxc = static_cast<std::size_t>(*std::max_element(boc.begin(), boc.end()));
+    ensure(temb0_, N * boc[0]);
+    ensure(temb_hidden_, N * T);
+    ensure(temb_, N * T);
+    ensure(temb_silu_, N * T);
+    ensure(proj_, N * 2 * maxc);
+    if (cfg_.center_input_sample) ensure(xin_, N * cfg_.in_channels * P0);
+    const std::size_t big = N * std::max<std::size_t>(2 * maxc, static_cast<std::size_t>(cfg_.in_channels)) * P0;
+    ensure(a_, big);
+    ensure(b_, big);
+    ensure(t1_, big);
+    ensure(t2_, big);
+    ensure(cat_, big);
+    std::size_t col = 0;
+    for_each_conv([&](const conv2d<S>& c) { col = std::max(col, c.scratch_size()); });
+    ensure(col_, col * static_cast<std::size_t>(max_threads()));
+    // Skip connections: conv_in, every down ResNet, every downsampler.
+    std::vector<std::size_t> skip_sizes{N * boc[0] * P0};
+    std::size_t attn = 0;
+    std::size_t P = P0;
+    for (int i = 0; i < L; ++i) {
+      for (std::size_t j = 0; j < down_[i].resnets.size(); ++j) {
+        skip_sizes.push_back(N * boc[i] * P);
+        if (!down_[i].attentions.empty()) attn = std::max(attn, attention_scratch(down_[i].attentions[j], n, static_cast<std::ptrdiff_t>(P)));
+      }
+      if (down_[i].downsample) {
+        P /= 4;
+        skip_sizes.push_back(N * boc[i] * P);
+      }
+    }
+    if (mid_attention_) attn = std::max(attn, attention_scratch(*mid_attention_, n, static_cast<std::ptrdiff_t>(P)));
+    for (int i = 0; i < L; ++i) {
+      for (const auto& a : up_[i].attentions) attn = std::max(attn, attention_scratch(a, n, static_cast<std::ptrdiff_t>(P)));
+      if (up_[i].upsample) P *= 4;
+    }
+    ensure(attn_, attn);
+    skips_.resize(skip_sizes.size());
+    for (std::size_t k = 0; k < skip_sizes.size(); ++k) ensure(skips_[k], skip_sizes[k]);
+    const bool same_size = size.height == planned_size_.height && size.width == planned_size_.width;
+    planned_n_ = same_size ? std::max(n, planned_n_) : n;
+    planned_size_ = size;
+    planned_threads_ = std::max(planned_threads_, max_threads());
+  }
+
+  /// y = resnet(x) for x (n, in, P), y (n, out, P); uses t1_, t2_, proj_.
+  void resnet_forward(const resnet_block<S>& b, const S* x, int n, int h, int w, S* y) {
+    const std::ptrdiff_t P = static_cast<std::ptrdiff_t>(h) * w;
+    group_norm_forward(b.norm1, x, n, P, t1_.data(), {.silu = true});
+    conv2d_forward(b.conv1, t1_.data(), n, h, w, t2_.data(), std::span<S>(col_));
+    linear_forward(b.time_proj, temb_silu_.data(), n, proj_.data());
+    norm_epilogue<S> e{.stride = b.time_proj.out(), .silu = true};
+    if (b.scale_shift) {
+      e.scale = proj_.data();
+      e.shift = proj_.data() + b.out;
+    } else {
+      e.add = proj_.data();
+    }
+    group_norm_forward(b.norm2, t2_.data(), n, P, t1_.data(), e);
+    if (b.shortcut) {
+      conv2d_forward(*b.shortcut, x, n, h, w, y, std::span<S>(col_));
+    } else {
+      std::copy(x, x + static_cast<std::ptrdiff_t>(n) * b.in * P, y);
+    }
+    conv2d_forward(b.conv2, t1_.data(), n, h, w, y, std::span<S>(col_), /*accumulate=*/true);
+    if (b.output_scale != 1) {
+      const S inv = static_cast<S>(1.0 / b.output_scale);
+      const std::ptrdiff_t total = static_cast<std::ptrdiff_t>(n) * b.out * P;
+      for (std::ptrdiff_t i = 0; i < total; ++i) y[i] *= inv;
+    }
+  }
+
+  void run(const S* x, int n, image_size size, std::span<const double> timesteps, std::span<const int> labels, S* out) {
+    const auto& boc = cfg_.block_out_channels;
+    const int L = cfg_.levels(), T = cfg_.time_embed_dim();
+    // Time (and class) embedding, then SiLU once: every ResNet projects silu(temb). One timestep for
+    // the batch is embedded once and copied.
+    timestep_embedding<S>(timesteps, boc[0], cfg_.flip_sin_to_cos, cfg_.freq_shift, temb0_.data());
+    for (std::size_t i = timesteps.size(); i < static_cast<std::size_t>(n); ++i)
+      std::copy(temb0_.begin(), temb0_.begin() + boc[0], temb0_.begin() + static_cast<std::ptrdiff_t>(i * boc[0]));
+    linear_forward(time_1_, temb0_.data(), n, temb_hidden_.data());
+    for (std::size_t i = 0; i < static_cast<std::size_t>(n) * T; ++i) temb_hidden_[i] = silu(temb_hidden_[i]);
+    linear_forward(time_2_, temb_hidden_.data(), n, temb_.data());
+    for (int i = 0; i < n; ++i) {
+      S* e = temb_.data() + static_cast<std::ptrdiff_t>(i) * T;
+      if (class_conditional())
+        for (int k = 0; k < T; ++k) e[k] += class_embedding_(labels[i], k);
+      S* s = temb_silu_.data() + static_cast<std::ptrdiff_t>(i) * T;
+      for (int k = 0; k < T; ++k) s[k] = silu(e[k]);
+    }
+
+    int h = size.height, w = size.width;
+    const S* input = x;
+    if (cfg_.center_input_sample) {
+      const std::size_t total = static_cast<std::size_t>(n) * cfg_.in_channels * h * w;
+      for (std::size_t i = 0; i < total; ++i) xin_[i] = S(2) * x[i] - S(1);
+      input = xin_.data();
+    }
+    std::size_t k = 0;
+    conv2d_forward(conv_in_, input, n, h, w, skips_[k].data(), std::span<S>(col_));
+    const S* cur = skips_[k++].data();
+    for (int i = 0; i < L; ++i) {
+      auto& d = down_[i];
+      for (std::size_t j = 0; j < d.resnets.size(); ++j) {
+        resnet_forward(d.resnets[j], cur, n, h, w, skips_[k].data());
+        if (!d.attentions.empty())
+          attention_forward(d.attentions[j], skips_[k].data(), n, static_cast<std::ptrdiff_t>(h) * w, std::span<S>(attn_));
+        cur = skips_[k++].data();
+      }
+      if (d.downsample) {
+        conv2d_forward(*d.downsample, cur, n, h, w, skips_[k].data(), std::span<S>(col_));
+        h = d.downsample->out_height(h);
+        w = d.downsample->out_width(w);
+        cur = skips_[k++].data();
+      }
+    }
+    resnet_forward(mid_1_, cur, n, h, w, a_.data());
+    if (mid_attention_) attention_forward(*mid_attention_, a_.data(), n, static_cast<std::ptrdiff_t>(h) * w, std::span<S>(attn_));
+    resnet_forward(mid_2_, a_.data(), n, h, w, b_.data());
+    S* now = b_.data();
+    int channels = boc.back();
+    for (int i = 0; i < L; ++i) {
+      auto& u = up_[i];
+      for (std::size_t j = 0; j < u.resnets.size(); ++j) {
+        // cat([h, skip], channels) per item.
+        const std::ptrdiff_t P = static_cast<std::ptrdiff_t>(h) * w;
+        const S* skip = skips_[--k].data();
+        const int skip_c = u.resnets[j].in - channels;
+        parallel_for(n, [&](std::ptrdiff_t item) {
+          S* dst = cat_.data() + item * (channels + skip_c) * P;
+          std::copy(now + item * channels * P, now + (item + 1) * channels * P, dst);
+          std::copy(skip + item * skip_c * P, skip + (item + 1) * skip_c * P, dst + channels * P);
+        });
+        S* next = now == a_.data() ? b_.data() : a_.data();
+        resnet_forward(u.resnets[j], cat_.data(), n, h, w, next);
+        if (!u.attentions.empty()) attention_forward(u.attentions[j], next, n, P, std::span<S>(attn_));
+        now = next;
+        channels = u.resnets[j].out;
+      }
+      if (u.upsample) {
+        upsample_nearest2x(now, static_cast<std::ptrdiff_t>(n) * channels, h, w, t1_.data());
+        h *= 2;
+        w *= 2;
+        S* next = now == a_.data() ? b_.data() : a_.data();
+        conv2d_forward(*u.upsample, t1_.data(), n, h, w, next, std::span<S>(col_));
+        now = next;
+      }
+    }
+    group_norm_forward(norm_out_, now, n, static_cast<std::ptrdiff_t>(h) * w, t1_.data(), {.silu = true});
+    conv2d_forward(conv_out_, t1_.data(), n, h, w, out, std::span<S>(col_));
+  }
+};
+
+}  // namespace nn
+DIFFUSE_END_NAMESPACE
+}  // namespace diffuse

@@ -1,0 +1,368 @@
+// The reference UNet: parity with the PyTorch implementation of diffusers' UNet2DModel
+// (tools/make_unet_fixtures.py), layer tests against closed forms, determinism, no allocation once
+// warm, and the errors for bad configs, weights and inputs.
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <vector>
+
+#include "diffuse/ddpm.hpp"
+#include "diffuse/nn/unet.hpp"
+#include "support.hpp"
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+// Counts every heap allocation, Eigen's included (it calls malloc directly), by interposing malloc.
+extern "C" void* __libc_malloc(std::size_t);
+namespace {
+std::atomic<long> g_mallocs{0};
+}
+extern "C" void* malloc(std::size_t n) {
+  g_mallocs.fetch_add(1, std::memory_order_relaxed);
+  return __libc_malloc(n);
+}
+
+namespace fs = std::filesystem;
+using diffuse::nn::unet2d;
+
+namespace {
+
+const fs::path kDir = fs::path(DIFFUSE_FIXTURE_DIR) / "unet";
+
+template <class S>
+struct parity_case {
+  std::vector<S> x, expected;
+  std::vector<double> timesteps;
+  std::vector<int> labels;
+  int n = 0, h = 0, w = 0;
+};
+
+template <class S>
+parity_case<S> read_case(const fs::path& dir) {
+  auto io = diffuse::safetensors_file::load(dir / "io.safetensors");
+  auto io64 = diffuse::safetensors_file::load(dir / "io_f64.safetensors");
+  parity_case<S> c;
+  c.x = io.read<S>("x");
+  const auto& shape = io.info("x").shape;
+  c.n = static_cast<int>(shape[0]);
+  c.h = static_cast<int>(shape[2]);
+  c.w = static_cast<int>(shape[3]);
+  c.timesteps = io.read<double>("timesteps");
+  if (io.contains("labels"))
+    for (auto l : io.read<std::int64_t>("labels")) c.labels.push_back(static_cast<int>(l));
+  c.expected = std::is_same_v<S, float> ? io.read<S>("expected_f32") : io64.read<S>("expected_f64");
+  return c;
+}
+
+template <class S>
+double parity(const fs::path& dir, const fs::path& model_dir, double tol) {
+  auto net = unet2d<S>::load(model_dir);
+  auto c = read_case<S>(dir);
+  std::vector<S> out(c.expected.size());
+  net.forward(c.x, c.n, {c.h, c.w}, c.timesteps, c.labels, out);
+  return test::worst_relative(out, c.expected, tol);
+}
+
+std::string read_text(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+}  // namespace
+
+// SPEC §11 form: |a − e| ≤ tol·(|e| + max|e|). Float: 1e-5 — float32 rounding differs from PyTorch's only
+// in the order of accumulation (GEMM blocking, group-norm sums in double here), which the ~40 layers
+// amplify to a few 1e-7 of the output scale. Double: 1e-10, the same argument at 2^-53.
+TEST_CASE("UNet matches the PyTorch UNet2DModel for every fixture configuration") {
+  for (std::string name : {"class_attention", "scale_shift_learned", "deep_no_mid_attention", "scale_shift_mid_attention"}) {
+    CAPTURE(name);
+    const double wf = parity<float>(kDir / name, kDir / name, 1e-5);
+    const double wd = parity<double>(kDir / name, kDir / name, 1e-10);
+    MESSAGE(name << ": worst error / tolerance  float " << wf << "  double " << wd);
+    CHECK(wf <= 1.0);
+    CHECK(wd <= 1.0);
+  }
+}
+
+TEST_CASE("UNet: the shipped digits model matches PyTorch") {
+  const fs::path model = fs::path(DIFFUSE_SOURCE_DIR) / "models" / "digits";
+  if (!fs::exists(kDir / "digits" / "io.safetensors") || !fs::exists(model / "config.json")) {
+    MESSAGE("no digits fixture; skipped");
+    return;
+  }
+  CHECK(parity<float>(kDir / "digits", model, 1e-5) <= 1.0);
+  CHECK(parity<double>(kDir / "digits", model, 1e-10) <= 1.0);
+}
+
+TEST_CASE("UNet: the ddpm-cifar10-32 shape (35.7M parameters) matches PyTorch when its fixture was generated") {
+  const char* dir = std::getenv("DIFFUSE_CIFAR_FIXTURE");
+  if (!dir || !fs::exists(fs::path(dir) / "io.safetensors")) {
+    MESSAGE("DIFFUSE_CIFAR_FIXTURE not set; the cifar-shape parity runs as its own ctest");
+    return;
+  }
+  auto net = unet2d<float>::load(dir);
+  CHECK(net.parameter_count() == 35746307);
+  CHECK(parity<float>(dir, dir, 1e-5) <= 1.0);
+  CHECK(parity<double>(dir, dir, 1e-10) <= 1.0);
+}
+
+TEST_CASE("UNet: Eigen tensor interface, Denoiser interface and batch broadcasting agree with forward()") {
+  auto net = unet2d<double>::load(kDir / "class_attention");
+  auto c = read_case<double>(kDir / "class_attention");
+  diffuse::nn::image_tensor<double> x(c.n, 1, c.h, c.w);
+  std::copy(c.x.begin(), c.x.end(), x.data());
+  auto y = net.forward(x, c.timesteps, c.labels);
+  CHECK(y.dimension(0) == c.n);
+  CHECK(test::worst_relative(std::span<const double>(y.data(), y.size()), c.expected, 1e-10) <= 1.0);
+
+  // One timestep for the batch equals the per-item call with the same value.
+  std::vector<double> one{417.0}, three{417.0, 417.0, 417.0};
+  std::vector<double> a(c.expected.size()), b(c.expected.size()), d(c.expected.size());
+  net.forward(c.x, c.n, {c.h, c.w}, one, c.labels, a);
+  net.forward(c.x, c.n, {c.h, c.w}, three, c.labels, b);
+  CHECK(a == b);
+  auto model = net.conditioned(c.labels);
+  static_assert(diffuse::Denoiser<decltype(model), double>);
+  model(c.x, 417, d);
+  CHECK(a == d);
+}
+
+TEST_CASE("UNet: same bits for any batch split and thread count") {
+  auto net = unet2d<float>::load(kDir / "deep_no_mid_attention");
+  auto c = read_case<float>(kDir / "deep_no_mid_attention");
+  std::vector<float> whole(c.expected.size()), split(c.expected.size());
+  net.forward(c.x, c.n, {c.h, c.w}, c.timesteps, {}, whole);
+  const std::size_t in_per = c.x.size() / c.n, out_per = whole.size() / c.n;
+  for (int i = 0; i < c.n; ++i)
+    net.forward(std::span<const float>(c.x).subspan(i * in_per, in_per), 1, {c.h, c.w}, std::span<const double>(&c.timesteps[i], 1), {},
+                std::span<float>(split).subspan(i * out_per, out_per));
+  CHECK(whole == split);
+#if defined(_OPENMP)
+  const int before = omp_get_max_threads();
+  omp_set_num_threads(1);
+  std::vector<float> one(whole.size());
+  net.forward(c.x, c.n, {c.h, c.w}, c.timesteps, {}, one);
+  omp_set_num_threads(2);
+  std::vector<float> two(whole.size());
+  net.forward(c.x, c.n, {c.h, c.w}, c.timesteps, {}, two);
+  omp_set_num_threads(before);
+  CHECK(one == whole);
+  CHECK(two == whole);
+#endif
+}
+
+TEST_CASE("UNet: no heap allocation in a forward pass once warm") {
+  auto net = unet2d<float>::load(kDir / "class_attention");
+  auto c = read_case<float>(kDir / "class_attention");
+  std::vector<float> out(c.expected.size());
+  net.forward(c.x, c.n, {c.h, c.w}, c.timesteps, c.labels, out);  // warm-up sizes the workspace
+  const long before = g_mallocs.load();
+  for (int i = 0; i < 3; ++i) net.forward(c.x, c.n, {c.h, c.w}, c.timesteps, c.labels, out);
+  CHECK(g_mallocs.load() - before == 0);
+}
+
+TEST_CASE("UNet drives the samplers, with batched classifier-free guidance over class labels") {
+  auto net = unet2d<float>::load(kDir / "class_attention");
+  const int n = 2;
+  std::vector<int> labels{1, 3, 4, 4};  // conditional half, then the null class for the unconditional half
+  auto both = net.conditioned(labels);
+  diffuse::sample_shape shape{n, 1, 64};
+  auto guided = diffuse::batched_cfg_model<float, decltype(both)>(both, shape, 2.0);
+  auto schedule = diffuse::noise_schedule::cosine(1000);
+  diffuse::ddim_sampler sampler(schedule, diffuse::make_timesteps(1000, 5, diffuse::timestep_spacing::trailing),
+                               {.prediction = diffuse::prediction_type::epsilon});
+  std::vector<float> x(shape.numel());
+  diffuse::sample(sampler, guided, std::span<float>(x), shape, {.seed = 3});
+  for (float v : x) REQUIRE(std::isfinite(v));
+}
+
+// ---- layers against closed forms ---------------------------------------------------------------
+
+TEST_CASE("conv2d equals the direct sum, for 3x3 padded, strided, asymmetric padding and 1x1") {
+  std::mt19937 rng(5);
+  std::normal_distribution<double> nd;
+  for (auto [k, stride, pt, pb] : std::vector<std::array<int, 4>>{{3, 1, 1, 1}, {3, 2, 1, 1}, {3, 2, 0, 1}, {1, 1, 0, 0}}) {
+    diffuse::nn::conv2d<double> c;
+    c.in = 3;
+    c.out = 4;
+    c.kernel = k;
+    c.stride = stride;
+    c.pad_top = c.pad_left = pt;
+    c.pad_bottom = c.pad_right = pb;
+    c.weight.resize(4, 3 * k * k);
+    c.bias.resize(4);
+    for (Eigen::Index i = 0; i < c.weight.size(); ++i) c.weight.data()[i] = nd(rng);
+    for (int i = 0; i < 4; ++i) c.bias[i] = nd(rng);
+    const int n = 2, h = 6, w = 7;
+    std::vector<double> x(n * 3 * h * w);
+    for (auto& v : x) v = nd(rng);
+    const int ho = c.out_height(h), wo = c.out_width(w);
+    std::vector<double> y(n * 4 * ho * wo), scratch(c.scratch_size() * diffuse::nn::max_threads() + 1);
+    diffuse::nn::conv2d_forward(c, x.data(), n, h, w, y.data(), std::span<double>(scratch));
+    double worst = 0;
+    for (int b = 0; b < n; ++b)
+      for (int o = 0; o < 4; ++o)
+        for (int i = 0; i < ho; ++i)
+          for (int j = 0; j < wo; ++j) {
+            double s = c.bias[o];
+            for (int ci = 0; ci < 3; ++ci)
+              for (int ky = 0; ky < k; ++ky)
+                for (int kx = 0; kx < k; ++kx) {
+                  const int iy = i * stride - pt + ky, ix = j * stride - pt + kx;
+                  if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
+                  s += c.weight(o, (ci * k + ky) * k + kx) * x[((b * 3 + ci) * h + iy) * w + ix];
+                }
+            worst = std::max(worst, std::abs(s - y[((b * 4 + o) * ho + i) * wo + j]));
+          }
+    CAPTURE(k);
+    CAPTURE(stride);
+    CHECK(worst < 1e-12);
+  }
+}
+
+TEST_CASE("group norm: each group has mean beta and spread gamma; the time-embedding add and scale-shift forms") {
+  diffuse::nn::group_norm<double> g;
+  g.groups = 2;
+  g.eps = 0;
+  g.weight = Eigen::VectorXd::Constant(4, 2.0);
+  g.bias = Eigen::VectorXd::Constant(4, 0.5);
+  std::vector<double> x(4 * 5), y(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] = std::sin(1.3 * i) * (i < 10 ? 1 : 7) + (i < 10 ? 3 : -2);
+  diffuse::nn::group_norm_forward(g, x.data(), 1, 5, y.data());
+  for (int grp = 0; grp < 2; ++grp) {
+    double m = 0, v = 0;
+    for (int i = 0; i < 10; ++i) m += y[grp * 10 + i] / 10;
+    for (int i = 0; i < 10; ++i) v += (y[grp * 10 + i] - m) * (y[grp * 10 + i] - m) / 10;
+    CHECK(m == doctest::Approx(0.5).epsilon(1e-12));
+    CHECK(v == doctest::Approx(4.0).epsilon(1e-12));
+  }
+  // A constant per channel added before the statistics changes the mean of its channel only.
+  std::vector<double> add{1, 0, 0, 0}, y2(x.size());
+  diffuse::nn::group_norm_forward(g, x.data(), 1, 5, y2.data(), {.add = add.data(), .stride = 4});
+  std::vector<double> x3 = x, y3(x.size());
+  for (int i = 0; i < 5; ++i) x3[i] += 1;
+  diffuse::nn::group_norm_forward(g, x3.data(), 1, 5, y3.data());
+  for (std::size_t i = 0; i < x.size(); ++i) CHECK(y2[i] == doctest::Approx(y3[i]).epsilon(1e-12));
+  // scale-shift: y·(1 + s) + b, then SiLU.
+  std::vector<double> ss{0.5, 0.5, 0.5, 0.5}, sh{1, 1, 1, 1}, y4(x.size());
+  diffuse::nn::group_norm_forward(g, x.data(), 1, 5, y4.data(), {.scale = ss.data(), .shift = sh.data(), .stride = 4, .silu = true});
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    const double z = y[i] * 1.5 + 1;
+    CHECK(y4[i] == doctest::Approx(z / (1 + std::exp(-z))).epsilon(1e-12));
+  }
+}
+
+TEST_CASE("attention over one pixel is the output map of the value map, plus the residual") {
+  // softmax over a single key is 1, so the block reduces to x + W_o (W_v x + b_v) + b_o.
+  diffuse::nn::attention<double> a;
+  a.has_norm = false;
+  a.heads = 2;
+  a.head_dim = 2;
+  auto lin = [](int out, int in, double s) {
+    diffuse::nn::linear<double> l;
+    l.weight.resize(out, in);
+    l.bias.resize(out);
+    for (int i = 0; i < out; ++i) {
+      l.bias[i] = s * (i + 1);
+      for (int j = 0; j < in; ++j) l.weight(i, j) = std::cos(s * (i * in + j + 1));
+    }
+    return l;
+  };
+  a.to_q = lin(4, 4, 0.3);
+  a.to_k = lin(4, 4, 0.7);
+  a.to_v = lin(4, 4, 1.1);
+  a.to_out = lin(4, 4, 1.9);
+  std::vector<double> x{0.5, -1.0, 2.0, 0.25}, scratch(diffuse::nn::attention_scratch(a, 1, 1));
+  Eigen::Map<Eigen::VectorXd> xv(x.data(), 4);
+  const Eigen::VectorXd expected = xv + a.to_out.weight * (a.to_v.weight * xv + a.to_v.bias) + a.to_out.bias;
+  diffuse::nn::attention_forward(a, x.data(), 1, 1, std::span<double>(scratch));
+  for (int i = 0; i < 4; ++i) CHECK(x[i] == doctest::Approx(expected[i]).epsilon(1e-12));
+}
+
+TEST_CASE("time embedding: cos and sin halves with frequencies 10000^(-k/(half - shift))") {
+  std::vector<double> t{0.0, 10.0}, e(2 * 8);
+  diffuse::nn::timestep_embedding<double>(t, 8, true, 1.0, e.data());
+  for (int k = 0; k < 4; ++k) {
+    CHECK(e[k] == doctest::Approx(1.0));        // cos(0)
+    CHECK(e[4 + k] == doctest::Approx(0.0));    // sin(0)
+    const double f = std::exp(-std::log(10000.0) * k / 3.0);
+    CHECK(e[8 + k] == doctest::Approx(std::cos(10 * f)).epsilon(1e-14));
+    CHECK(e[12 + k] == doctest::Approx(std::sin(10 * f)).epsilon(1e-14));
+  }
+}
+
+TEST_CASE("nearest 2x upsampling repeats each pixel in a 2x2 block") {
+  std::vector<float> x{1, 2, 3, 4, 5, 6}, y(24);
+  diffuse::nn::upsample_nearest2x(x.data(), 1, 2, 3, y.data());
+  const std::vector<float> expected{1, 1, 2, 2, 3, 3, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 4, 4, 5, 5, 6, 6};
+  CHECK(y == expected);
+}
+
+// ---- bad input ---------------------------------------------------------------------------------
+
+TEST_CASE("UNet config errors say what was expected") {
+  using diffuse::unet_config;
+  auto base = nlohmann::json::parse(read_text(kDir / "class_attention" / "config.json"));
+  auto with = [&](const char* key, nlohmann::json v) {
+    auto j = base;
+    j[key] = v;
+    return j.dump();
+  };
+  test::check_error([&] { unet_config::from_json(with("down_block_types", {"DownBlock2D", "CrossAttnDownBlock2D"})); },
+                    {"[diffuse.model]", "CrossAttnDownBlock2D", "expected DownBlock2D or AttnDownBlock2D"});
+  test::check_error([&] { unet_config::from_json(with("block_out_channels", {8, 16, 32})); }, {"expected the same length"});
+  test::check_error([&] { unet_config::from_json(with("time_embedding_type", "fourier")); }, {"fourier", "expected \"positional\""});
+  test::check_error([&] { unet_config::from_json(with("class_embed_type", "timestep")); }, {"class_embed_type", "not supported"});
+  test::check_error([&] { unet_config::from_json(with("norm_num_groups", 3)); }, {"groups"});
+  test::check_error([&] { unet_config::from_json(with("attention_head_dim", 3)); }, {"attention_head_dim 3"});
+  test::check_error([&] { unet_config::from_json(with("some_new_option", 1)); }, {"unknown option \"some_new_option\""});
+  test::check_error([&] { unet_config::from_json(with("layers_per_block", "two")); }, {"layers_per_block", "expected an integer"});
+  test::check_error([&] { unet_config::from_json(with("resnet_time_scale_shift", "ada_group")); }, {"expected \"default\" or \"scale_shift\""});
+  test::check_error([&] { unet_config::from_json("{\"sample_size\": 8,"); }, {"not valid JSON"});
+  test::check_error([&] { unet_config::from_json(std::string(100, '[') + std::string(100, ']')); }, {"deeper"});
+  test::check_error([&] { unet_config::load("/nonexistent/config.json"); }, {"[diffuse.io]", "cannot open"});
+}
+
+TEST_CASE("UNet weight errors name the tensor and both shapes") {
+  const fs::path src = kDir / "class_attention";
+  auto file = diffuse::safetensors_file::load(src / "diffusion_pytorch_model.safetensors");
+  auto cfg = diffuse::unet_config::load(src / "config.json");
+  // Another architecture's weights: two layers per block expects tensors this file lacks.
+  auto deeper = cfg;
+  deeper.layers_per_block = 2;
+  test::check_error([&] { unet2d<float> net(deeper, file); }, {"lack tensor \"down_blocks.0.resnets.1.norm1.weight\"", "(8,)"});
+  auto wider = cfg;
+  wider.block_out_channels = {16, 16};
+  test::check_error([&] { unet2d<float> net(wider, file); }, {"\"conv_in.weight\"", "has shape (8, 1, 3, 3)", "expected (16, 1, 3, 3)"});
+  auto no_class = cfg;
+  no_class.num_class_embeds.reset();
+  test::check_error([&] { unet2d<float> net(no_class, file); }, {"the architecture does not have", "class_embedding.weight"});
+  test::check_error([&] { unet2d<float>::load("/nonexistent/model"); }, {"[diffuse.io]", "model folder"});
+}
+
+TEST_CASE("UNet input errors: channels, spatial size, labels, timesteps") {
+  auto net = unet2d<float>::load(kDir / "class_attention");
+  std::vector<float> x(2 * 64), out(2 * 64);
+  std::vector<double> t{10};
+  std::vector<int> labels{1, 2};
+  test::check_error([&] { net.forward(std::span<const float>(x).first(100), 2, {8, 8}, t, labels, out); }, {"[diffuse.shape]", "input has 100"});
+  std::vector<float> x7(2 * 49), o7(2 * 49);
+  test::check_error([&] { net.forward(x7, 2, {7, 7}, t, labels, o7); }, {"7 x 7", "divisible by 2"});
+  test::check_error([&] { net.forward(x, 2, {8, 8}, t, std::vector<int>{1, 5}, out); }, {"class label 5", "num_class_embeds = 5"});
+  test::check_error([&] { net.forward(x, 2, {8, 8}, t, std::vector<int>{1}, out); }, {"1 class labels for 2 batch items"});
+  test::check_error([&] { net(x, 10, out); }, {"class-conditional", "conditioned(labels)"});
+  test::check_error([&] { net.forward(x, 2, {8, 8}, std::vector<double>{NAN}, labels, out); }, {"not finite"});
+  test::check_error([&] { net.forward(x, 2, {8, 8}, std::vector<double>{1, 2, 3}, labels, out); }, {"3 timesteps"});
+  auto model = net.conditioned(labels);
+  test::check_error([&] { model(std::span<const float>(x).first(65), 1, out); }, {"multiple of in_channels 1 x 8 x 8"});
+  auto uncond = unet2d<float>::load(kDir / "deep_no_mid_attention");
+  std::vector<float> ux(2 * 16 * 16), uo(ux.size());
+  test::check_error([&] { uncond.forward(ux, 1, {16, 16}, t, labels, uo); }, {"without class embeddings"});
+}

@@ -5,7 +5,6 @@
 // Also prints ᾱ_t and the SNR at those timesteps.
 //
 //   forward [--output forward.png] [--seed 0] [--size 32]
-#define STB_IMAGE_WRITE_IMPLEMENTATION
 #include <CLI/CLI.hpp>
 #include <cmath>
 #include <cstdio>

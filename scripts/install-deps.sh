@@ -3,7 +3,7 @@
 # Packages already present are left alone, so running it twice is cheap.
 set -euo pipefail
 packages=(cmake g++ make libeigen3-dev libxsimd-dev doctest-dev libbenchmark-dev
-          nlohmann-json3-dev libcli11-dev libstb-dev)
+          nlohmann-json3-dev libcli11-dev libstb-dev libopenmpi-dev openmpi-bin)
 if [[ "${1:-}" == "--python" ]]; then
   # Only the reference-fixture and training scripts in tools/ need these.
   packages+=(python3-torch python3-numpy python3-sklearn libopenblas0-openmp)

@@ -366,3 +366,15 @@ TEST_CASE("UNet input errors: channels, spatial size, labels, timesteps") {
   std::vector<float> ux(2 * 16 * 16), uo(ux.size());
   test::check_error([&] { uncond.forward(ux, 1, {16, 16}, t, labels, uo); }, {"without class embeddings"});
 }
+
+TEST_CASE("UNet: random initialisation builds the ddpm-cifar10-32 shape with exactly its 35,746,307 parameters") {
+  diffuse::unet_config c;
+  c.block_out_channels = {128, 256, 256, 256};
+  c.down_block_types = {"DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"};
+  c.up_block_types = {"UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"};
+  c.attention_head_dim.reset();
+  auto net = unet2d<float>::random(c, 1);
+  CHECK(net.parameter_count() == 35746307);
+  auto small = unet2d<float>::random(diffuse::unet_config::load(kDir / "class_attention" / "config.json"), 2);
+  CHECK(small.parameter_count() == 45129);  // tools/make_unet_fixtures.py printed it for the same config
+}

@@ -9,6 +9,9 @@
 #include <string>
 #include <vector>
 
+// Each example is one translation unit: the writer is compiled into it, with internal linkage.
+#define STB_IMAGE_WRITE_STATIC
+#define STB_IMAGE_WRITE_IMPLEMENTATION
 #include <stb/stb_image_write.h>
 
 namespace examples {

@@ -106,19 +106,39 @@ struct group_norm {
 namespace detail {
 
 /// Copies the receptive fields of output pixels [p0, p0 + cols) into col (in·k·k rows, cols columns).
+/// Walks output rows instead of dividing per element; the padded borders are zero runs and the inside
+/// a (strided) copy.
 template <class S>
 void im2col(const conv2d<S>& c, const S* x, int h, int w, std::ptrdiff_t p0, std::ptrdiff_t cols, S* col) {
-  const int wo = c.out_width(w), k = c.kernel;
+  const int wo = c.out_width(w), k = c.kernel, s = c.stride;
   for (int ci = 0; ci < c.in; ++ci) {
     const S* xc = x + static_cast<std::ptrdiff_t>(ci) * h * w;
     for (int ky = 0; ky < k; ++ky)
       for (int kx = 0; kx < k; ++kx) {
         S* row = col + ((static_cast<std::ptrdiff_t>(ci) * k + ky) * k + kx) * cols;
-        for (std::ptrdiff_t j = 0; j < cols; ++j) {
-          const std::ptrdiff_t p = p0 + j;
-          const int oy = static_cast<int>(p / wo), ox = static_cast<int>(p % wo);
-          const int iy = oy * c.stride - c.pad_top + ky, ix = ox * c.stride - c.pad_left + kx;
-          row[j] = (iy >= 0 && iy < h && ix >= 0 && ix < w) ? xc[static_cast<std::ptrdiff_t>(iy) * w + ix] : S(0);
+        std::ptrdiff_t j = 0;
+        int oy = static_cast<int>(p0 / wo), ox = static_cast<int>(p0 % wo);
+        while (j < cols) {
+          const int run = static_cast<int>(std::min<std::ptrdiff_t>(wo - ox, cols - j));
+          const int iy = oy * s - c.pad_top + ky;
+          S* dst = row + j;
+          if (iy < 0 || iy >= h) {
+            std::fill(dst, dst + run, S(0));
+          } else {
+            // Input column of output column ox + r is base + r·s; [lo, hi) are the r inside the image.
+            const int base = ox * s - c.pad_left + kx;
+            const int lo = std::min(run, base < 0 ? (-base + s - 1) / s : 0);
+            const int hi = std::max(lo, std::min(run, w - base > 0 ? (w - base + s - 1) / s : 0));
+            std::fill(dst, dst + lo, S(0));
+            const S* src = xc + static_cast<std::ptrdiff_t>(iy) * w + base;
+            if (s == 1) std::copy(src + lo, src + hi, dst + lo);
+            else
+              for (int r = lo; r < hi; ++r) dst[r] = src[r * s];
+            std::fill(dst + hi, dst + run, S(0));
+          }
+          j += run;
+          ox = 0;
+          ++oy;
         }
       }
   }

@@ -16,6 +16,7 @@
 #include <cmath>
 #include <filesystem>
 #include <optional>
+#include <random>
 #include <set>
 #include <span>
 #include <string>
@@ -47,10 +48,20 @@ namespace detail {
 /// tensors the architecture does not have are reported.
 class weight_reader {
  public:
-  explicit weight_reader(const safetensors_file& f) : file_(f) {}
+  explicit weight_reader(const safetensors_file& f) : file_(&f) {}
+  /// No file: parameters drawn at random (PyTorch-like scales), for benchmarks and tests.
+  explicit weight_reader(std::uint64_t seed) : rng_(seed) {}
 
   template <class S>
   void read(const std::string& name, std::vector<std::int64_t> shape, S* dst) {
+    std::size_t count = 1;
+    for (auto d : shape) count *= static_cast<std::size_t>(std::max<std::int64_t>(d, 0));
+    values_ += count;
+    if (!file_) {
+      fill_random(name, shape, dst);
+      return;
+    }
+    const safetensors_file& file_ = *this->file_;
     if (!file_.contains(name))
       diffuse::detail::fail(error_kind::model, "weights ", file_.origin(), " lack tensor \"", name, "\" of shape ", shape_text(shape),
                             "; expected a checkpoint of the architecture config.json describes");
@@ -102,8 +113,12 @@ class weight_reader {
     return g;
   }
 
+  /// Number of parameter values read so far.
+  std::size_t values_read() const noexcept { return values_; }
   /// Throws if the file holds tensors that were never read.
   void finish() const {
+    if (!file_) return;
+    const safetensors_file& file_ = *this->file_;
     std::vector<std::string> extra;
     for (const auto& n : file_.names())
       if (!used_.count(n)) extra.push_back(n);
@@ -117,8 +132,24 @@ class weight_reader {
   }
 
  private:
-  const safetensors_file& file_;
+  const safetensors_file* file_ = nullptr;
   std::set<std::string> used_;
+  std::mt19937_64 rng_;
+  std::size_t values_ = 0;
+
+  template <class S>
+  void fill_random(const std::string& name, const std::vector<std::int64_t>& shape, S* dst) {
+    std::size_t n = 1;
+    for (auto d : shape) n *= static_cast<std::size_t>(d);
+    const bool is_weight = name.size() > 7 && name.compare(name.size() - 7, 7, ".weight") == 0;
+    const bool is_norm = name.find("norm") != std::string::npos;
+    const double fan_in = shape.size() > 1 ? static_cast<double>(n / static_cast<std::size_t>(shape[0])) : 1.0;
+    std::normal_distribution<double> normal(0.0, 1.0);
+    for (std::size_t i = 0; i < n; ++i) {
+      const double z = normal(rng_);
+      dst[i] = static_cast<S>(is_norm ? (is_weight ? 1.0 + 0.1 * z : 0.1 * z) : (shape.size() > 1 ? z / std::sqrt(fan_in) : 0.05 * z));
+    }
+  }
 };
 
 }  // namespace detail
@@ -156,8 +187,16 @@ class unet2d {
   /// Builds the network for `config` with the weights in `weights` (names as diffusers writes them).
   unet2d(unet_config config, const safetensors_file& weights) : cfg_(std::move(config)) {
     cfg_.validate();
-    build(weights);
+    detail::weight_reader reader(weights);
+    build(reader);
   }
+
+  /// Builds the network for `config` with random parameters drawn from `seed` (benchmarks, tests).
+  static unet2d random(unet_config config, std::uint64_t seed) { return unet2d(std::move(config), seed); }
+
+  /// Floating-point operations (multiply and add counted apart) of the last forward pass: every
+  /// convolution, linear map and attention product.
+  double last_forward_flops() const noexcept { return flops_; }
 
   const unet_config& config() const noexcept { return cfg_; }
   /// Number of parameters.
@@ -234,6 +273,7 @@ class unet2d {
 
   unet_config cfg_;
   std::size_t parameters_ = 0;
+  double flops_ = 0;
   conv2d<S> conv_in_, conv_out_;
   linear<S> time_1_, time_2_;
   matrix<S> class_embedding_;
@@ -317,8 +357,13 @@ class unet2d {
     return a;
   }
 
-  void build(const safetensors_file& file) {
-    detail::weight_reader r(file);
+  unet2d(unet_config config, std::uint64_t seed) : cfg_(std::move(config)) {
+    cfg_.validate();
+    detail::weight_reader reader(seed);
+    build(reader);
+  }
+
+  void build(detail::weight_reader& r) {
     const auto& boc = cfg_.block_out_channels;
     const int L = cfg_.levels(), layers = cfg_.layers_per_block, T = cfg_.time_embed_dim();
     conv_in_ = r.read_conv<S>("conv_in", cfg_.in_channels, boc[0], 3);
@@ -371,7 +416,7 @@ class unet2d {
     norm_out_ = r.read_norm<S>("conv_norm_out", boc[0], cfg_.norm_num_groups, cfg_.norm_eps);
     conv_out_ = r.read_conv<S>("conv_out", boc[0], cfg_.out_channels, 3);
     r.finish();
-    for (const auto& n : file.names()) parameters_ += file.info(n).numel();
+    parameters_ = r.values_read();
   }
 
   // ---- forward -------------------------------------------------------------------------------
@@ -452,11 +497,20 @@ class unet2d {
     planned_threads_ = std::max(planned_threads_, max_threads());
   }
 
+  void conv(const conv2d<S>& c, const S* x, int n, int h, int w, S* y, std::span<S> scratch, bool accumulate = false) {
+    flops_ += 2.0 * n * c.out * c.in * c.kernel * c.kernel * c.out_height(h) * c.out_width(w);
+    conv2d_forward(c, x, n, h, w, y, scratch, accumulate);
+  }
+  void attend(const attention<S>& a, S* x, int n, std::ptrdiff_t P, std::span<S> scratch) {
+    flops_ += 2.0 * n * P * 4.0 * a.channels() * a.inner() + 2.0 * 2.0 * n * static_cast<double>(P) * P * a.inner();
+    attention_forward(a, x, n, P, scratch);
+  }
+
   /// y = resnet(x) for x (n, in, P), y (n, out, P); uses t1_, t2_, proj_.
   void resnet_forward(const resnet_block<S>& b, const S* x, int n, int h, int w, S* y) {
     const std::ptrdiff_t P = static_cast<std::ptrdiff_t>(h) * w;
     group_norm_forward(b.norm1, x, n, P, t1_.data(), {.silu = true});
-    conv2d_forward(b.conv1, t1_.data(), n, h, w, t2_.data(), std::span<S>(col_));
+    conv(b.conv1, t1_.data(), n, h, w, t2_.data(), std::span<S>(col_));
     linear_forward(b.time_proj, temb_silu_.data(), n, proj_.data());
     norm_epilogue<S> e{.stride = b.time_proj.out(), .silu = true};
     if (b.scale_shift) {
@@ -467,11 +521,11 @@ class unet2d {
     }
     group_norm_forward(b.norm2, t2_.data(), n, P, t1_.data(), e);
     if (b.shortcut) {
-      conv2d_forward(*b.shortcut, x, n, h, w, y, std::span<S>(col_));
+      conv(*b.shortcut, x, n, h, w, y, std::span<S>(col_));
     } else {
       std::copy(x, x + static_cast<std::ptrdiff_t>(n) * b.in * P, y);
     }
-    conv2d_forward(b.conv2, t1_.data(), n, h, w, y, std::span<S>(col_), /*accumulate=*/true);
+    conv(b.conv2, t1_.data(), n, h, w, y, std::span<S>(col_), /*accumulate=*/true);
     if (b.output_scale != 1) {
       const S inv = static_cast<S>(1.0 / b.output_scale);
       const std::ptrdiff_t total = static_cast<std::ptrdiff_t>(n) * b.out * P;
@@ -482,6 +536,7 @@ class unet2d {
   void run(const S* x, int n, image_size size, std::span<const double> timesteps, std::span<const int> labels, S* out) {
     const auto& boc = cfg_.block_out_channels;
     const int L = cfg_.levels(), T = cfg_.time_embed_dim();
+    flops_ = 0;
     // Time (and class) embedding, then SiLU once: every ResNet projects silu(temb). One timestep for
     // the batch is embedded once and copied.
     timestep_embedding<S>(timesteps, boc[0], cfg_.flip_sin_to_cos, cfg_.freq_shift, temb0_.data());
@@ -506,25 +561,25 @@ class unet2d {
       input = xin_.data();
     }
     std::size_t k = 0;
-    conv2d_forward(conv_in_, input, n, h, w, skips_[k].data(), std::span<S>(col_));
+    conv(conv_in_, input, n, h, w, skips_[k].data(), std::span<S>(col_));
     const S* cur = skips_[k++].data();
     for (int i = 0; i < L; ++i) {
       auto& d = down_[i];
       for (std::size_t j = 0; j < d.resnets.size(); ++j) {
         resnet_forward(d.resnets[j], cur, n, h, w, skips_[k].data());
         if (!d.attentions.empty())
-          attention_forward(d.attentions[j], skips_[k].data(), n, static_cast<std::ptrdiff_t>(h) * w, std::span<S>(attn_));
+          attend(d.attentions[j], skips_[k].data(), n, static_cast<std::ptrdiff_t>(h) * w, std::span<S>(attn_));
         cur = skips_[k++].data();
       }
       if (d.downsample) {
-        conv2d_forward(*d.downsample, cur, n, h, w, skips_[k].data(), std::span<S>(col_));
+        conv(*d.downsample, cur, n, h, w, skips_[k].data(), std::span<S>(col_));
         h = d.downsample->out_height(h);
         w = d.downsample->out_width(w);
         cur = skips_[k++].data();
       }
     }
     resnet_forward(mid_1_, cur, n, h, w, a_.data());
-    if (mid_attention_) attention_forward(*mid_attention_, a_.data(), n, static_cast<std::ptrdiff_t>(h) * w, std::span<S>(attn_));
+    if (mid_attention_) attend(*mid_attention_, a_.data(), n, static_cast<std::ptrdiff_t>(h) * w, std::span<S>(attn_));
     resnet_forward(mid_2_, a_.data(), n, h, w, b_.data());
     S* now = b_.data();
     int channels = boc.back();
@@ -542,7 +597,7 @@ class unet2d {
         });
         S* next = now == a_.data() ? b_.data() : a_.data();
         resnet_forward(u.resnets[j], cat_.data(), n, h, w, next);
-        if (!u.attentions.empty()) attention_forward(u.attentions[j], next, n, P, std::span<S>(attn_));
+        if (!u.attentions.empty()) attend(u.attentions[j], next, n, P, std::span<S>(attn_));
         now = next;
         channels = u.resnets[j].out;
       }
@@ -551,12 +606,12 @@ class unet2d {
         h *= 2;
         w *= 2;
         S* next = now == a_.data() ? b_.data() : a_.data();
-        conv2d_forward(*u.upsample, t1_.data(), n, h, w, next, std::span<S>(col_));
+        conv(*u.upsample, t1_.data(), n, h, w, next, std::span<S>(col_));
         now = next;
       }
     }
     group_norm_forward(norm_out_, now, n, static_cast<std::ptrdiff_t>(h) * w, t1_.data(), {.silu = true});
-    conv2d_forward(conv_out_, t1_.data(), n, h, w, out, std::span<S>(col_));
+    conv(conv_out_, t1_.data(), n, h, w, out, std::span<S>(col_));
   }
 };
 

@@ -1,0 +1,61 @@
+// compare_samples: checks that shards (or MPI ranks) of a generation reproduce a single run bit for bit.
+//
+//   ./build/examples/compare_samples whole.safetensors part0.safetensors part1.safetensors ...
+//
+// Each file is what `generate --raw` writes: samples (n, C, H, W), labels (n) and global indices (n).
+// Every sample of the parts must equal the sample of the same global index in the whole run, bit for
+// bit, and together the parts must cover the whole run exactly once.
+#include <cstring>
+#include <iostream>
+#include <map>
+#include <vector>
+
+#include "diffuse/io/safetensors.hpp"
+
+int main(int argc, char** argv) {
+  if (argc < 3) {
+    std::cerr << "usage: compare_samples whole.safetensors part.safetensors...\n";
+    return 2;
+  }
+  try {
+    struct item {
+      std::vector<float> values;
+      std::int64_t label;
+    };
+    auto read = [](const char* path) {
+      const auto f = diffuse::safetensors_file::load(path);
+      const auto samples = f.read<float>("samples");
+      const auto labels = f.read<std::int64_t>("labels"), indices = f.read<std::int64_t>("indices");
+      const std::size_t n = indices.size(), per = n ? samples.size() / n : 0;
+      std::map<std::int64_t, item> out;
+      for (std::size_t i = 0; i < n; ++i)
+        out[indices[i]] = {std::vector<float>(samples.begin() + i * per, samples.begin() + (i + 1) * per), labels[i]};
+      return out;
+    };
+    const auto whole = read(argv[1]);
+    std::map<std::int64_t, item> parts;
+    for (int a = 2; a < argc; ++a)
+      for (auto& [k, v] : read(argv[a]))
+        if (!parts.emplace(k, v).second) {
+          std::cerr << "compare_samples: index " << k << " appears in more than one part\n";
+          return 1;
+        }
+    if (parts.size() != whole.size()) {
+      std::cerr << "compare_samples: the parts hold " << parts.size() << " samples; the whole run " << whole.size() << "\n";
+      return 1;
+    }
+    for (const auto& [k, v] : whole) {
+      const auto it = parts.find(k);
+      if (it == parts.end() || it->second.label != v.label || it->second.values.size() != v.values.size() ||
+          std::memcmp(it->second.values.data(), v.values.data(), v.values.size() * sizeof(float)) != 0) {
+        std::cerr << "compare_samples: sample " << k << " differs\n";
+        return 1;
+      }
+    }
+    std::cout << whole.size() << " samples bit-identical\n";
+    return 0;
+  } catch (const std::exception& e) {
+    std::cerr << "compare_samples: " << e.what() << "\n";
+    return 1;
+  }
+}

@@ -1,0 +1,252 @@
+// Digit generation shared by the generate and mpi_generate examples: load the shipped model, run DDPM or
+// DDIM with classifier-free guidance over a range of global sample indices, write a PNG grid and raw
+// samples. Sample i (global index) has class digits[i mod len] and draws the noise stream of index i, so
+// any batch size, thread count, shard or MPI rank split gives the same bits for the same seed.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <vector>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+#include <unistd.h>
+
+#include "diffuse/ddpm.hpp"
+#include "diffuse/io/safetensors.hpp"
+#include "diffuse/io/scheduler_config.hpp"
+#include "diffuse/nn/unet.hpp"
+#include "support/png.hpp"
+
+namespace examples {
+
+/// Samples made by generate_digits.
+struct generated {
+  std::vector<float> samples;
+  std::vector<int> labels;
+  int channels = 0, height = 0, width = 0;
+  long first = 0;
+  int steps = 0;
+  double seconds = 0;
+};
+
+/// Every command-line setting of generate and mpi_generate.
+struct settings {
+  std::string model_dir;
+  std::vector<int> digits{0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+  int count = 40;
+  std::string sampler = "ddim";
+  int steps = -1;  ///< -1: 50 for DDIM, every training step for DDPM
+  double eta = 0.0;
+  bool clipped_eps = true;  ///< DDIM: re-derive ε̂ from the clipped x̂0 (see add_generation_options)
+  std::string spacing = "trailing";
+  double guidance = 2.0;
+  int null_class = -1;
+  std::uint64_t seed = 0;
+  int batch = 20;
+  int threads = 0;
+  std::string shard = "0/1";
+  std::string output = "digits.png";
+  std::string raw;
+  bool quiet = false;
+};
+
+/// The shipped model: next to the sources, or ./models/digits.
+inline std::string default_model_dir() {
+#ifdef DIFFUSE_MODELS_DIR
+  if (std::filesystem::exists(std::filesystem::path(DIFFUSE_MODELS_DIR) / "digits" / "config.json"))
+    return (std::filesystem::path(DIFFUSE_MODELS_DIR) / "digits").string();
+#endif
+  return "models/digits";
+}
+
+[[noreturn]] inline void usage_error(const std::string& what) { throw std::invalid_argument(what); }
+
+inline std::pair<int, int> parse_shard(const std::string& s) {
+  const auto slash = s.find('/');
+  try {
+    if (slash == std::string::npos) throw std::invalid_argument("");
+    std::size_t a = 0, b = 0;
+    const int k = std::stoi(s.substr(0, slash), &a), n = std::stoi(s.substr(slash + 1), &b);
+    if (a != slash || b != s.size() - slash - 1 || n < 1 || k < 0 || k >= n) throw std::invalid_argument("");
+    return {k, n};
+  } catch (const std::logic_error&) {
+    usage_error("--shard " + s + " is invalid; expected K/N with 0 <= K < N");
+  }
+}
+
+/// A progress bar on stderr when it is a terminal.
+class progress {
+ public:
+  progress(long total, bool enabled) : total_(total), enabled_(enabled && isatty(STDERR_FILENO)) {}
+  void update(long done) {
+    if (!enabled_) return;
+    const int width = 40, filled = static_cast<int>(width * done / std::max(total_, 1L));
+    std::fprintf(stderr, "\r[%.*s%*s] %3ld%%", filled, "########################################", width - filled, "",
+                 100 * done / std::max(total_, 1L));
+    std::fflush(stderr);
+  }
+  void finish() {
+    if (enabled_) std::fprintf(stderr, "\n");
+  }
+
+ private:
+  long total_;
+  bool enabled_;
+};
+
+/// Samples of global indices [first, last): labels digits[i mod len], noise stream i.
+inline generated generate_digits(const settings& s, long first, long last) {
+  using clock = std::chrono::steady_clock;
+#if defined(_OPENMP)
+  if (s.threads > 0) omp_set_num_threads(s.threads);
+#endif
+  const std::filesystem::path dir = s.model_dir.empty() ? default_model_dir() : s.model_dir;
+  auto net = diffuse::nn::unet2d<float>::load(dir);
+  const auto sc = diffuse::scheduler_config::load(dir / "scheduler_config.json");
+  const auto& cfg = net.config();
+  if (!net.class_conditional()) usage_error("the model in " + dir.string() + " is not class-conditional; expected the digits model");
+  const int classes = *cfg.num_class_embeds;
+  const int null_class = s.null_class >= 0 ? s.null_class : classes - 1;
+  if (null_class >= classes) usage_error("--null-class " + std::to_string(null_class) + " is out of range; expected < " + std::to_string(classes));
+  if (s.digits.empty()) usage_error("--digits is empty; expected at least one class");
+  for (int d : s.digits)
+    if (d < 0 || d >= classes || d == null_class)
+      usage_error("class " + std::to_string(d) + " is unknown; expected 0 to " + std::to_string(classes - 1) + " except the null class " +
+                  std::to_string(null_class));
+  if (s.count < 1) usage_error("--count must be >= 1");
+  // Refuse an unwritable destination before spending minutes on sampling.
+  for (const std::string& out : {s.output, s.raw}) {
+    if (out.empty()) continue;
+    const auto parent = std::filesystem::absolute(out).parent_path();
+    if (!std::filesystem::is_directory(parent) || access(parent.c_str(), W_OK) != 0)
+      usage_error("cannot write " + out + ": " + parent.string() + " is not a writable directory");
+  }
+  if (s.batch < 1) usage_error("--batch must be >= 1");
+  if (!(s.guidance >= 0)) usage_error("--guidance must be >= 0");
+
+  const int T = sc.num_train_timesteps();
+  if (s.steps == 0 || s.steps < -1) usage_error("--steps " + std::to_string(s.steps) + " is invalid; expected 1 to " + std::to_string(T));
+  const int steps = s.steps > 0 ? s.steps : (s.sampler == "ddpm" ? T : 50);
+  if (steps > T) usage_error("--steps " + std::to_string(steps) + " is more than the " + std::to_string(T) + " training steps");
+  diffuse::timestep_spacing spacing;
+  if (s.spacing == "trailing") spacing = diffuse::timestep_spacing::trailing;
+  else if (s.spacing == "leading") spacing = diffuse::timestep_spacing::leading;
+  else if (s.spacing == "linspace") spacing = diffuse::timestep_spacing::linspace;
+  else usage_error("--spacing " + s.spacing + " is unknown; expected trailing, leading or linspace");
+  const auto timesteps = diffuse::make_timesteps(T, steps, spacing);
+
+  const int h = cfg.sample_height, w = cfg.sample_width, C = cfg.in_channels;
+  const std::size_t per = static_cast<std::size_t>(C) * h * w;
+  std::vector<float> samples(static_cast<std::size_t>(last - first) * per);
+  std::vector<int> labels(static_cast<std::size_t>(last - first));
+  for (long i = first; i < last; ++i) labels[static_cast<std::size_t>(i - first)] = s.digits[static_cast<std::size_t>(i) % s.digits.size()];
+
+  diffuse::sampling_workspace<float> workspace;
+  progress bar((last - first) * steps, !s.quiet);
+  const auto t0 = clock::now();
+  auto run_batch = [&](auto& sampler, long b0, long b1) {
+    const std::size_t n = static_cast<std::size_t>(b1 - b0);
+    std::span<float> x(samples.data() + static_cast<std::size_t>(b0 - first) * per, n * per);
+    const diffuse::sample_shape shape{n, static_cast<std::size_t>(C), static_cast<std::size_t>(h) * w};
+    const diffuse::sample_options opts{.seed = s.seed, .first_sample = static_cast<std::uint64_t>(b0)};
+    diffuse::fill_initial_noise<float>(x, shape, s.seed, static_cast<std::uint64_t>(b0));
+    std::vector<int> cond(labels.begin() + (b0 - first), labels.begin() + (b1 - first));
+    auto on_step = [&](const diffuse::step_event<float>& e) { bar.update((b0 - first) * steps + static_cast<long>(n) * (e.index + 1)); };
+    if (s.guidance == 1.0) {
+      auto model = net.conditioned(cond);
+      diffuse::sample(sampler, model, x, shape, opts, workspace, on_step);
+    } else {
+      // One network call over (conditional; unconditional) halves per step.
+      std::vector<int> both = cond;
+      both.insert(both.end(), n, null_class);
+      auto model = diffuse::batched_cfg_model<float, decltype(net.conditioned(both))>(net.conditioned(both), shape, s.guidance);
+      diffuse::sample(sampler, model, x, shape, opts, workspace, on_step);
+    }
+  };
+  auto run_all = [&](auto& sampler) {
+    for (long b0 = first; b0 < last; b0 += s.batch) run_batch(sampler, b0, std::min(last, b0 + s.batch));
+  };
+  if (s.sampler == "ddim") {
+    diffuse::ddim_sampler sampler(sc.schedule, timesteps,
+                                  {.prediction = sc.prediction,
+                                   .eta = s.eta,
+                                   .set_alpha_to_one = sc.set_alpha_to_one,
+                                   .use_clipped_model_output = s.clipped_eps,
+                                   .processing = sc.processing});
+    run_all(sampler);
+  } else if (s.sampler == "ddpm") {
+    diffuse::ddpm_sampler sampler(sc.schedule, timesteps, {.prediction = sc.prediction, .variance = sc.variance, .processing = sc.processing});
+    run_all(sampler);
+  } else {
+    usage_error("--sampler " + s.sampler + " is unknown; expected ddim or ddpm");
+  }
+  bar.finish();
+  const double seconds = std::chrono::duration<double>(clock::now() - t0).count();
+
+  return {std::move(samples), std::move(labels), C, h, w, first, steps, seconds};
+}
+
+/// Writes the PNG grid and, when asked, the raw samples; prints the time per sample.
+inline void write_outputs(const settings& s, const generated& g) {
+  const long n = static_cast<long>(g.labels.size()), first = g.first, last = g.first + n;
+  const int C = g.channels, h = g.height, w = g.width, steps = g.steps;
+  const std::size_t per = static_cast<std::size_t>(C) * h * w;
+  const auto& samples = g.samples;
+  const auto& labels = g.labels;
+  const double seconds = g.seconds;
+  // The grid: one column per requested digit (up to 10), in global index order.
+  const int cols = static_cast<int>(std::min<std::size_t>(s.digits.size() < 2 ? 8 : s.digits.size(), 10));
+  const int rows = static_cast<int>((n + cols - 1) / cols), zoom = 4, gap = 2;
+  examples::canvas grid(cols * (w * zoom + gap) + gap, rows * (h * zoom + gap) + gap, 40);
+  for (long i = 0; i < n; ++i)
+    grid.tile(gap + static_cast<int>(i % cols) * (w * zoom + gap), gap + static_cast<int>(i / cols) * (h * zoom + gap),
+              samples.data() + static_cast<std::size_t>(i) * per, w, h, zoom);
+  examples::write_png(s.output, grid);
+  if (!s.raw.empty()) {
+    std::vector<std::int64_t> l64(labels.begin(), labels.end()), idx(static_cast<std::size_t>(n));
+    for (long i = 0; i < n; ++i) idx[static_cast<std::size_t>(i)] = first + i;
+    diffuse::write_safetensors(s.raw, {{"samples", {n, C, h, w}, samples}}, {{"labels", {n}, l64}, {"indices", {n}, idx}},
+                               {{"seed", std::to_string(s.seed)}, {"sampler", s.sampler}, {"steps", std::to_string(steps)},
+                                {"guidance", std::to_string(s.guidance)}});
+  }
+  std::printf("%ld samples (indices %ld..%ld) with %s-%d, guidance %g, seed %llu: %.1f ms per sample, %.2f s in all -> %s%s%s\n", n, first,
+              last - 1, s.sampler.c_str(), steps, s.guidance, static_cast<unsigned long long>(s.seed), 1000.0 * seconds / static_cast<double>(n),
+              seconds, s.output.c_str(), s.raw.empty() ? "" : ", ", s.raw.c_str());
+}
+
+
+/// The options both programs share.
+inline void add_generation_options(CLI::App& app, settings& s) {
+  app.add_option("--model", s.model_dir, "diffusers model folder (config.json, diffusion_pytorch_model.safetensors, scheduler_config.json)")
+      ->default_str(default_model_dir());
+  app.add_option("--digits", s.digits, "classes to draw, e.g. 3,7 (sample i gets digits[i mod len])")->delimiter(',')->capture_default_str();
+  app.add_option("--count", s.count, "number of samples")->capture_default_str();
+  app.add_option("--sampler", s.sampler, "ddim or ddpm")->capture_default_str();
+  app.add_option("--steps", s.steps, "sampling steps (default: 50 for DDIM, every training step for DDPM)");
+  app.add_option("--eta", s.eta, "DDIM eta (0 deterministic, 1 ancestral-like)")->capture_default_str();
+  app.add_option("--spacing", s.spacing, "timestep spacing: trailing, leading or linspace")->capture_default_str();
+  // With guidance the model's x̂0 often leaves [-1, 1]; diffusers' DDIM then clips x̂0 but keeps the
+  // model's ε̂, so the step mixes two inconsistent predictions and digits drift brighter and lose their
+  // class (the model card measures it). guided-diffusion re-derives ε̂ from the clipped x̂0; so do we.
+  app.add_option("--clipped-eps", s.clipped_eps, "DDIM: re-derive eps from the clipped x0 (diffusers' use_clipped_model_output)")
+      ->capture_default_str();
+  app.add_option("--guidance", s.guidance, "classifier-free guidance scale w (1: conditional only, 0: unconditional)")->capture_default_str();
+  app.add_option("--null-class", s.null_class, "the unconditional class label (default: the last class)");
+  app.add_option("--seed", s.seed, "noise seed")->capture_default_str();
+  app.add_option("--batch", s.batch, "samples per network batch")->capture_default_str();
+  app.add_option("--threads", s.threads, "OpenMP threads (0: OMP_NUM_THREADS or all cores)")->capture_default_str();
+  app.add_option("--output", s.output, "PNG grid to write")->capture_default_str();
+  app.add_option("--raw", s.raw, "also write samples, labels and indices as safetensors");
+  app.add_flag("--quiet", s.quiet, "no progress bar");
+}
+
+}  // namespace examples
+

@@ -68,6 +68,29 @@ void BM_unet_forward(benchmark::State& state) {
   state.SetLabel(names[which]);
 }
 
+// One 3×3 "same" convolution, channels → channels at size×size, batch 16, one thread: the direct kernel
+// (path 1) against im2col + Eigen GEMM (path 0).
+void BM_conv3x3(benchmark::State& state) {
+  const int channels = static_cast<int>(state.range(0)), size = static_cast<int>(state.range(1)), direct = static_cast<int>(state.range(2));
+  const int n = 16;
+#if defined(_OPENMP)
+  omp_set_num_threads(1);
+#endif
+  diffuse::nn::conv2d<float> c;
+  c.in = c.out = channels;
+  c.weight = diffuse::nn::matrix<float>::Random(channels, channels * 9);
+  c.bias = diffuse::nn::column<float>::Random(channels);
+  if (direct) c.pack();
+  std::vector<float> x(static_cast<std::size_t>(n) * channels * size * size, 0.25f), y(x.size());
+  std::vector<float> scratch(diffuse::nn::conv2d_scratch(c, n, size, size, 1));
+  for (auto _ : state) {
+    diffuse::nn::conv2d_forward(c, x.data(), n, size, size, y.data(), std::span<float>(scratch));
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["GFLOPs"] = benchmark::Counter(2.0 * n * channels * channels * 9.0 * size * size * 1e-9,
+                                                benchmark::Counter::kIsIterationInvariantRate);
+}
+
 }  // namespace
 
 BENCHMARK(BM_unet_forward)
@@ -75,3 +98,8 @@ BENCHMARK(BM_unet_forward)
     ->ArgsProduct({{0, 1, 2}, {1, 16}, {1, 2}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
+
+BENCHMARK(BM_conv3x3)
+    ->ArgNames({"channels", "size", "direct"})
+    ->ArgsProduct({{32, 64, 128, 256}, {8, 16, 32}, {0, 1}})
+    ->Unit(benchmark::kMillisecond);

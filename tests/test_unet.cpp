@@ -227,6 +227,58 @@ TEST_CASE("conv2d equals the direct sum, for 3x3 padded, strided, asymmetric pad
   }
 }
 
+TEST_CASE_TEMPLATE("direct convolution kernel equals the direct sum; accumulate; partial channel blocks and tiles", S, float, double) {
+  std::mt19937 rng(11);
+  std::normal_distribution<double> nd;
+  const int L = diffuse::nn::simd_lanes<S>;
+  // Widths of 1, 2 and 5 SIMD vectors (tiles of 3 vectors with 1- and 2-vector remainders), output
+  // channel counts that fill 1..2 blocks of 4 partially.
+  for (auto [k, in, out, h, wv] : std::vector<std::array<int, 5>>{{3, 3, 5, 5, 1}, {3, 7, 4, 3, 2}, {1, 6, 9, 4, 5}, {3, 2, 1, 7, 5}}) {
+    const int w = wv * L, n = 2;
+    diffuse::nn::conv2d<S> c;
+    c.in = in;
+    c.out = out;
+    c.kernel = k;
+    c.pad_top = c.pad_left = c.pad_bottom = c.pad_right = k / 2;
+    c.weight.resize(out, in * k * k);
+    c.bias.resize(out);
+    for (Eigen::Index i = 0; i < c.weight.size(); ++i) c.weight.data()[i] = static_cast<S>(nd(rng));
+    for (int i = 0; i < out; ++i) c.bias[i] = static_cast<S>(nd(rng));
+    c.pack();
+    REQUIRE(c.uses_direct_kernel(w));
+    std::vector<S> x(static_cast<std::size_t>(n) * in * h * w), base(static_cast<std::size_t>(n) * out * h * w);
+    for (auto& v : x) v = static_cast<S>(nd(rng));
+    for (auto& v : base) v = static_cast<S>(nd(rng));
+    std::vector<S> scratch(diffuse::nn::conv2d_scratch(c, n, h, w, diffuse::nn::max_threads()));
+    for (bool accumulate : {false, true}) {
+      std::vector<S> y = base;
+      diffuse::nn::conv2d_forward(c, x.data(), n, h, w, y.data(), std::span<S>(scratch), accumulate);
+      double worst = 0, scale = 0;
+      for (int b = 0; b < n; ++b)
+        for (int o = 0; o < out; ++o)
+          for (int i = 0; i < h; ++i)
+            for (int j = 0; j < w; ++j) {
+              const std::size_t at = ((static_cast<std::size_t>(b) * out + o) * h + i) * w + j;
+              double s = c.bias[o] + (accumulate ? static_cast<double>(base[at]) : 0.0);
+              for (int ci = 0; ci < in; ++ci)
+                for (int ky = 0; ky < k; ++ky)
+                  for (int kx = 0; kx < k; ++kx) {
+                    const int iy = i - k / 2 + ky, ix = j - k / 2 + kx;
+                    if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
+                    s += static_cast<double>(c.weight(o, (ci * k + ky) * k + kx)) * x[((static_cast<std::size_t>(b) * in + ci) * h + iy) * w + ix];
+                  }
+              worst = std::max(worst, std::abs(s - static_cast<double>(y[at])));
+              scale = std::max(scale, std::abs(s));
+            }
+      CAPTURE(k);
+      CAPTURE(out);
+      CAPTURE(accumulate);
+      // A sum of at most 64 products in S: a few ulps of S relative to the output scale.
+      CHECK(worst <= scale * 64 * std::numeric_limits<S>::epsilon());
+    }
+  }
+}
+
 TEST_CASE("group norm: each group has mean beta and spread gamma; the time-embedding add and scale-shift forms") {
   diffuse::nn::group_norm<double> g;
   g.groups = 2;

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "diffuse/error.hpp"
+#include "diffuse/nn/direct_conv.hpp"
 
 #if defined(_OPENMP)
 #include <omp.h>
@@ -92,7 +93,38 @@ struct conv2d {
     return direct() ? 0 : static_cast<std::size_t>(in) * kernel * kernel * column_block;
   }
   bool direct() const { return kernel == 1 && stride == 1 && pad_top == 0 && pad_left == 0; }
+
+  /// Weights packed for the direct kernel (direct_conv.hpp); empty until pack() is called.
+  packed_conv_weights<S> packed;
+  /// Packs the weights for the direct kernel when this convolution is one it handles: stride 1, a 1×1 or
+  /// 3×3 kernel with "same" padding. Call again after changing `weight`.
+  void pack() {
+    packed = {};
+    if (stride != 1 || !(kernel == 1 || kernel == 3)) return;
+    const int p = kernel / 2;
+    if (pad_top != p || pad_left != p || pad_bottom != p || pad_right != p) return;
+    constexpr int R = packed_conv_weights<S>::rows;
+    packed.taps = static_cast<std::ptrdiff_t>(in) * kernel * kernel;
+    packed.blocks = (out + R - 1) / R;
+    packed.values.assign(static_cast<std::size_t>(packed.blocks) * packed.taps * R, S(0));
+    for (int o = 0; o < out; ++o)
+      for (std::ptrdiff_t t = 0; t < packed.taps; ++t)
+        packed.values[(static_cast<std::size_t>(o / R) * packed.taps + t) * R + o % R] = weight(o, t);
+  }
+  /// Whether conv2d_forward takes the direct kernel for inputs `w` pixels wide: the weights are packed
+  /// and every SIMD vector of output pixels lies in one image row.
+  bool uses_direct_kernel(int w) const { return !packed.empty() && w % simd_lanes<S> == 0; }
 };
+
+/// Scratch elements conv2d_forward needs for a batch of n at h×w on `threads` threads.
+template <class S>
+std::size_t conv2d_scratch(const conv2d<S>& c, int n, int h, int w, int threads) {
+  // Both paths' needs: a caller that sizes for its largest resolution may run the same convolution at a
+  // smaller one that takes the other path.
+  const std::size_t im2col = c.scratch_size() * static_cast<std::size_t>(threads);
+  if (c.packed.empty() || c.kernel == 1) return im2col;
+  return std::max(im2col, static_cast<std::size_t>(n) * c.in * (h + c.kernel - 1) * (w + c.kernel - 1));
+}
 
 /// Group normalisation's affine parameters and geometry.
 template <class S>
@@ -146,10 +178,71 @@ void im2col(const conv2d<S>& c, const S* x, int h, int w, std::ptrdiff_t p0, std
 
 }  // namespace detail
 
-/// y = conv(x) for a batch: x (n, in, h, w), y (n, out, h', w'). `scratch` holds one im2col block per
-/// thread (max_threads() × c.scratch_size() elements). With `accumulate`, y += conv(x).
+namespace detail {
+
+/// The direct-kernel path of conv2d_forward (see direct_conv.hpp).
+template <class S, int K>
+void conv2d_direct(const conv2d<S>& c, const S* x, int n, int h, int w, S* y, std::span<S> scratch, bool accumulate) {
+  constexpr int R = packed_conv_weights<S>::rows, pad = K / 2;
+  const int L = simd_lanes<S>;
+  const std::ptrdiff_t P = static_cast<std::ptrdiff_t>(h) * w, row = w + 2 * pad, plane = row * (h + 2 * pad);
+  // The zero-bordered copy of the input (a 1×1 kernel reads the input itself).
+  const S* src = x;
+  if (pad > 0) {
+    S* padded = scratch.data();
+    parallel_for(static_cast<std::ptrdiff_t>(n) * c.in, [&](std::ptrdiff_t pl) {
+      S* dst = padded + pl * plane;
+      const S* from = x + pl * P;
+      std::fill(dst, dst + row * pad, S(0));
+      for (int i = 0; i < h; ++i) {
+        S* d = dst + (i + pad) * row;
+        std::fill(d, d + pad, S(0));
+        std::copy(from + static_cast<std::ptrdiff_t>(i) * w, from + static_cast<std::ptrdiff_t>(i + 1) * w, d + pad);
+        std::fill(d + pad + w, d + row, S(0));
+      }
+      std::fill(dst + (h + pad) * row, dst + plane, S(0));
+    });
+    src = padded;
+  }
+  // Tiles of up to 3 vectors of L output pixels, each vector inside one row; tasks (item, tile, block)
+  // with the block innermost, so consecutive tasks reuse the input tile from cache.
+  constexpr int V = 2;
+  const std::ptrdiff_t vectors = P / L, tiles = (vectors + V - 1) / V, blocks = c.packed.blocks;
+  const std::ptrdiff_t in_plane = pad > 0 ? plane : P;
+  parallel_for(static_cast<std::ptrdiff_t>(n) * tiles * blocks, [&](std::ptrdiff_t task) {
+    const std::ptrdiff_t block = task % blocks, tile = (task / blocks) % tiles, item = task / (blocks * tiles);
+    std::ptrdiff_t in_vec[V], out_vec[V];
+    const int count = static_cast<int>(std::min<std::ptrdiff_t>(V, vectors - tile * V));
+    for (int v = 0; v < count; ++v) {
+      const std::ptrdiff_t p = (tile * V + v) * L, oy = p / w, ox = p % w;
+      in_vec[v] = oy * row + ox;
+      out_vec[v] = p;
+    }
+    const S* xi = src + item * c.in * in_plane;
+    const S* wb = c.packed.values.data() + block * c.packed.taps * R;
+    const int first = static_cast<int>(block) * R, valid = std::min(R, c.out - first);
+    S* yb = y + (item * c.out + first) * P;
+    const S* bias = c.bias.data() + first;
+    switch (count) {
+      case 3: direct_conv_tile<S, K, 3>(xi, c.in, in_plane, row, wb, bias, valid, in_vec, out_vec, yb, P, accumulate); break;
+      case 2: direct_conv_tile<S, K, 2>(xi, c.in, in_plane, row, wb, bias, valid, in_vec, out_vec, yb, P, accumulate); break;
+      default: direct_conv_tile<S, K, 1>(xi, c.in, in_plane, row, wb, bias, valid, in_vec, out_vec, yb, P, accumulate); break;
+    }
+  });
+}
+
+}  // namespace detail
+
+/// y = conv(x) for a batch: x (n, in, h, w), y (n, out, h', w'). `scratch` holds conv2d_scratch(c, n, h,
+/// w, max_threads()) elements: the zero-bordered input for the direct kernel, else one im2col block per
+/// thread. With `accumulate`, y += conv(x).
 template <class S>
 void conv2d_forward(const conv2d<S>& c, const S* x, int n, int h, int w, S* y, std::span<S> scratch, bool accumulate = false) {
+  if (c.uses_direct_kernel(w)) {
+    if (c.kernel == 3) detail::conv2d_direct<S, 3>(c, x, n, h, w, y, scratch, accumulate);
+    else detail::conv2d_direct<S, 1>(c, x, n, h, w, y, scratch, accumulate);
+    return;
+  }
   const int ho = c.out_height(h), wo = c.out_width(w);
   const std::ptrdiff_t pixels = static_cast<std::ptrdiff_t>(ho) * wo;
   const std::ptrdiff_t blocks = (pixels + column_block - 1) / column_block;
@@ -184,36 +277,125 @@ struct norm_epilogue {
   bool silu = false;          ///< apply SiLU last
 };
 
-/// y = GroupNorm(x + add)·γ + β, then the epilogue, for x (n, C, pixels). Statistics in double, two
-/// passes (PyTorch's biased variance).
+namespace detail {
+
+/// Σ (x[p] + a) over n values: SIMD lanes of S within the row (at most a few thousand values, so a lane
+/// sums at most a few hundred), the lanes then added in double.
+template <class S>
+double sum_shifted(const S* x, std::ptrdiff_t n, S a) {
+  using batch = xsimd::batch<S>;
+  constexpr std::ptrdiff_t L = batch::size;
+  batch acc(S(0));
+  const batch va(a);
+  std::ptrdiff_t p = 0;
+  for (; p + L <= n; p += L) acc += batch::load_unaligned(x + p) + va;
+  alignas(64) S lanes[L];
+  acc.store_aligned(lanes);
+  double sum = 0;
+  for (std::ptrdiff_t l = 0; l < L; ++l) sum += static_cast<double>(lanes[l]);
+  for (; p < n; ++p) sum += static_cast<double>(S(x[p] + a));
+  return sum;
+}
+
+/// Σ ((x[p] + a) − mean)² over n values, accumulated like sum_shifted.
+template <class S>
+double sum_squared_deviation(const S* x, std::ptrdiff_t n, S a, double mean) {
+  using batch = xsimd::batch<S>;
+  constexpr std::ptrdiff_t L = batch::size;
+  batch acc(S(0));
+  const batch va(a), vm(static_cast<S>(mean));
+  std::ptrdiff_t p = 0;
+  for (; p + L <= n; p += L) {
+    const batch d = (batch::load_unaligned(x + p) + va) - vm;
+    acc = xsimd::fma(d, d, acc);
+  }
+  alignas(64) S lanes[L];
+  acc.store_aligned(lanes);
+  double sum = 0;
+  for (std::ptrdiff_t l = 0; l < L; ++l) sum += static_cast<double>(lanes[l]);
+  for (; p < n; ++p) {
+    const double d = static_cast<double>(S(x[p] + a)) - mean;
+    sum += d * d;
+  }
+  return sum;
+}
+
+/// y[p] = (x[p] + a)·mul + off, then SiLU when asked: v / (1 + e^(−v)).
+template <class S>
+void shifted_affine(const S* x, std::ptrdiff_t n, S a, S mul, S off, bool apply_silu, S* y) {
+  using batch = xsimd::batch<S>;
+  constexpr std::ptrdiff_t L = batch::size;
+  const batch va(a), vmul(mul), voff(off), one(S(1));
+  std::ptrdiff_t p = 0;
+  if (apply_silu) {
+    for (; p + L <= n; p += L) {
+      const batch v = xsimd::fma(batch::load_unaligned(x + p) + va, vmul, voff);
+      (v / (one + xsimd::exp(-v))).store_unaligned(y + p);
+    }
+    for (; p < n; ++p) y[p] = silu(S((x[p] + a) * mul + off));
+  } else {
+    for (; p + L <= n; p += L) xsimd::fma(batch::load_unaligned(x + p) + va, vmul, voff).store_unaligned(y + p);
+    for (; p < n; ++p) y[p] = (x[p] + a) * mul + off;
+  }
+}
+
+/// row ← softmax(row·scale) in place: max, e^(v − max) with its sum (lanes of S, then double), scale.
+template <class S>
+void scaled_softmax(S* row, std::ptrdiff_t n, S scale) {
+  using batch = xsimd::batch<S>;
+  constexpr std::ptrdiff_t L = batch::size;
+  const batch vs(scale);
+  S mx = row[0] * scale;
+  std::ptrdiff_t p = 0;
+  if (n >= L) {
+    batch m = batch::load_unaligned(row) * vs;
+    for (p = L; p + L <= n; p += L) m = xsimd::max(m, batch::load_unaligned(row + p) * vs);
+    alignas(64) S lanes[L];
+    m.store_aligned(lanes);
+    mx = *std::max_element(lanes, lanes + L);
+  }
+  for (; p < n; ++p) mx = std::max(mx, row[p] * scale);
+  const batch vm(mx);
+  batch acc(S(0));
+  for (p = 0; p + L <= n; p += L) {
+    const batch e = xsimd::exp(xsimd::fms(batch::load_unaligned(row + p), vs, vm));
+    e.store_unaligned(row + p);
+    acc += e;
+  }
+  alignas(64) S parts[L];
+  acc.store_aligned(parts);
+  double sum = 0;
+  for (std::ptrdiff_t l = 0; l < L; ++l) sum += static_cast<double>(parts[l]);
+  for (; p < n; ++p) {
+    row[p] = std::exp(row[p] * scale - mx);
+    sum += static_cast<double>(row[p]);
+  }
+  const S inv = static_cast<S>(1.0 / sum);
+  const batch vinv(inv);
+  for (p = 0; p + L <= n; p += L) (batch::load_unaligned(row + p) * vinv).store_unaligned(row + p);
+  for (; p < n; ++p) row[p] *= inv;
+}
+
+}  // namespace detail
+
+/// y = GroupNorm(x + add)·γ + β, then the epilogue, for x (n, C, pixels). Two passes (mean, then the
+/// biased variance PyTorch uses), each channel row summed in SIMD lanes of S and the rows in double.
 template <class S>
 void group_norm_forward(const group_norm<S>& g, const S* x, int n, std::ptrdiff_t pixels, S* y, const norm_epilogue<S>& e = {}) {
   const int C = g.channels(), per = C / g.groups;
   parallel_for(static_cast<std::ptrdiff_t>(n) * g.groups, [&](std::ptrdiff_t task) {
     const std::ptrdiff_t item = task / g.groups, grp = task % g.groups;
     const std::ptrdiff_t base = (item * C + grp * per) * pixels;
-    const S* add = e.add ? e.add + item * e.stride : nullptr;
+    const S* add = e.add ? e.add + item * e.stride + grp * per : nullptr;
     double sum = 0;
-    for (int c = 0; c < per; ++c) {
-      const double a = add ? static_cast<double>(add[grp * per + c]) : 0.0;
-      const S* xc = x + base + c * pixels;
-      for (std::ptrdiff_t p = 0; p < pixels; ++p) sum += static_cast<double>(add ? S(xc[p] + S(a)) : xc[p]);
-    }
+    for (int c = 0; c < per; ++c) sum += detail::sum_shifted(x + base + c * pixels, pixels, add ? add[c] : S(0));
     const double count = static_cast<double>(per) * static_cast<double>(pixels);
     const double mean = sum / count;
     double sq = 0;
-    for (int c = 0; c < per; ++c) {
-      const S a = add ? add[grp * per + c] : S(0);
-      const S* xc = x + base + c * pixels;
-      for (std::ptrdiff_t p = 0; p < pixels; ++p) {
-        const double d = static_cast<double>(add ? S(xc[p] + a) : xc[p]) - mean;
-        sq += d * d;
-      }
-    }
+    for (int c = 0; c < per; ++c) sq += detail::sum_squared_deviation(x + base + c * pixels, pixels, add ? add[c] : S(0), mean);
     const double inv = 1.0 / std::sqrt(sq / count + g.eps);
     for (int c = 0; c < per; ++c) {
       const int ch = static_cast<int>(grp) * per + c;
-      const S a = add ? add[ch] : S(0);
       // y = ((x + a) − mean)·inv·γ + β, folded into one multiply-add per element.
       S mul = static_cast<S>(inv * static_cast<double>(g.weight[ch]));
       S off = static_cast<S>(static_cast<double>(g.bias[ch]) - mean * inv * static_cast<double>(g.weight[ch]));
@@ -222,13 +404,7 @@ void group_norm_forward(const group_norm<S>& g, const S* x, int n, std::ptrdiff_
         mul *= s1;
         off = off * s1 + sh;
       }
-      const S* xc = x + base + c * pixels;
-      S* yc = y + base + c * pixels;
-      if (e.silu) {
-        for (std::ptrdiff_t p = 0; p < pixels; ++p) yc[p] = silu(S((xc[p] + a) * mul + off));
-      } else {
-        for (std::ptrdiff_t p = 0; p < pixels; ++p) yc[p] = (xc[p] + a) * mul + off;
-      }
+      detail::shifted_affine(x + base + c * pixels, pixels, add ? add[c] : S(0), mul, off, e.silu, y + base + c * pixels);
     }
   });
 }
@@ -330,18 +506,7 @@ void attention_forward(const attention<S>& a, S* x, int n, std::ptrdiff_t pixels
     matrix_map<S> o(base + 3 * inner * P, d, P, Eigen::OuterStride<>(P));
     matrix_map<S> w(scores + static_cast<std::ptrdiff_t>(thread_index()) * P * P, P, P, Eigen::OuterStride<>(P));
     w.noalias() = q.transpose() * k;
-    for (std::ptrdiff_t r = 0; r < P; ++r) {
-      S* row = w.data() + r * P;
-      S mx = row[0] * scale;
-      for (std::ptrdiff_t j = 0; j < P; ++j) mx = std::max(mx, row[j] * scale);
-      double sum = 0;
-      for (std::ptrdiff_t j = 0; j < P; ++j) {
-        row[j] = std::exp(row[j] * scale - mx);
-        sum += row[j];
-      }
-      const S inv = static_cast<S>(1.0 / sum);
-      for (std::ptrdiff_t j = 0; j < P; ++j) row[j] *= inv;
-    }
+    for (std::ptrdiff_t r = 0; r < P; ++r) detail::scaled_softmax(w.data() + r * P, P, scale);
     o.noalias() = v * w.transpose();
   });
   // x = (W_out o + b + x) / rescale.

@@ -98,6 +98,7 @@ class weight_reader {
     c.bias.resize(out);
     read(p + ".weight", {out, in, k, k}, c.weight.data());
     read(p + ".bias", {out}, c.bias.data());
+    c.pack();
     return c;
   }
 
@@ -467,8 +468,9 @@ class unet2d {
     ensure(t2_, big);
     ensure(cat_, big);
     std::size_t col = 0;
-    for_each_conv([&](const conv2d<S>& c) { col = std::max(col, c.scratch_size()); });
-    ensure(col_, col * static_cast<std::size_t>(max_threads()));
+    // Bounded by the input size: no convolution runs at a higher resolution than the input.
+    for_each_conv([&](const conv2d<S>& c) { col = std::max(col, conv2d_scratch(c, n, size.height, size.width, max_threads())); });
+    ensure(col_, col);
     // Skip connections: conv_in, every down ResNet, every downsampler.
     std::vector<std::size_t> skip_sizes{N * boc[0] * P0};
     std::size_t attn = 0;

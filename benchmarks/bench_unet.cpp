@@ -4,8 +4,13 @@
 //   ./build/benchmarks/bench_unet --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 #include <benchmark/benchmark.h>
 
+#include <sys/resource.h>
+
+#include <filesystem>
 #include <vector>
 
+#include "diffuse/ddpm.hpp"
+#include "diffuse/io/scheduler_config.hpp"
 #include "diffuse/nn/unet.hpp"
 
 #if defined(_OPENMP)
@@ -91,6 +96,79 @@ void BM_conv3x3(benchmark::State& state) {
                                                 benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// The reference for "% of peak": Eigen's single-precision GEMM on a conv-shaped product (256 × 2304
+// weights times 2304 × 1024 columns: a 256-channel 3×3 convolution over a 32×32 image), one thread.
+void BM_sgemm(benchmark::State& state) {
+#if defined(_OPENMP)
+  omp_set_num_threads(static_cast<int>(state.range(0)));
+#endif
+  const Eigen::Index m = 256, k = 2304, n = 1024;
+  const diffuse::nn::matrix<float> a = diffuse::nn::matrix<float>::Random(m, k), b = diffuse::nn::matrix<float>::Random(k, n);
+  diffuse::nn::matrix<float> c(m, n);
+  for (auto _ : state) {
+    c.noalias() = a * b;
+    benchmark::DoNotOptimize(c.data());
+  }
+  state.counters["GFLOPs"] = benchmark::Counter(2.0 * m * k * n * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// End to end: 50 DDIM steps with classifier-free guidance (w = 2, one batched call over both halves) of
+// the shipped digits model, batch 16: what `generate --count 16 --batch 16` does, without the I/O.
+void BM_sample_digits_ddim50_cfg(benchmark::State& state) {
+  const int threads = static_cast<int>(state.range(0)), n = 16;
+#if defined(_OPENMP)
+  omp_set_num_threads(threads);
+#endif
+  const std::filesystem::path dir = std::filesystem::path(DIFFUSE_MODELS_DIR) / "digits";
+  auto net = diffuse::nn::unet2d<float>::load(dir);
+  const auto sc = diffuse::scheduler_config::load(dir / "scheduler_config.json");
+  diffuse::ddim_sampler sampler(sc.schedule, sc.timesteps(50),
+                                {.prediction = sc.prediction, .set_alpha_to_one = sc.set_alpha_to_one,
+                                 .use_clipped_model_output = true, .processing = sc.processing});
+  std::vector<int> labels;
+  for (int i = 0; i < n; ++i) labels.push_back(i % 10);
+  for (int i = 0; i < n; ++i) labels.push_back(10);
+  const diffuse::sample_shape shape{static_cast<std::size_t>(n), 1, 256};
+  auto model = diffuse::batched_cfg_model<float, decltype(net.conditioned(labels))>(net.conditioned(labels), shape, 2.0);
+  std::vector<float> x(shape.numel());
+  diffuse::sampling_workspace<float> workspace;
+  for (auto _ : state) {
+    diffuse::fill_initial_noise<float>(x, shape, 0, 0);
+    diffuse::sample(sampler, model, std::span<float>(x), shape, diffuse::sample_options{.seed = 0}, workspace);
+    benchmark::DoNotOptimize(x.data());
+  }
+  state.SetItemsProcessed(state.iterations() * n);
+}
+
+double peak_rss_mb() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_maxrss) / 1024.0;  // Linux reports KiB
+}
+
+// Memory of one forward: the growth of the peak resident set from after loading the model to after its
+// first forward (the workspace it sizes). Meaningful only as the first benchmark of a process:
+//   bench_unet --benchmark_filter='BM_forward_memory/shape:2'
+void BM_forward_memory(benchmark::State& state) {
+  const int which = static_cast<int>(state.range(0));
+#if defined(_OPENMP)
+  omp_set_num_threads(1);
+#endif
+  auto net = diffuse::nn::unet2d<float>::random(shape_config(which), 1);
+  const auto size = net.sample_size();
+  const std::size_t per = static_cast<std::size_t>(size.height) * size.width;
+  std::vector<float> x(net.config().in_channels * per, 0.5f), out(net.config().out_channels * per);
+  std::vector<double> t{500.0};
+  std::vector<int> labels(net.class_conditional() ? 1 : 0, 3);
+  const double loaded = peak_rss_mb();
+  for (auto _ : state) {
+    net.forward(x, 1, size, t, labels, out);
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.counters["model_MB"] = loaded;
+  state.counters["forward_MB"] = peak_rss_mb() - loaded;
+}
+
 }  // namespace
 
 BENCHMARK(BM_unet_forward)
@@ -103,3 +181,7 @@ BENCHMARK(BM_conv3x3)
     ->ArgNames({"channels", "size", "direct"})
     ->ArgsProduct({{32, 64, 128, 256}, {8, 16, 32}, {0, 1}})
     ->Unit(benchmark::kMillisecond);
+
+BENCHMARK(BM_sgemm)->ArgNames({"threads"})->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_sample_digits_ddim50_cfg)->ArgNames({"threads"})->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_forward_memory)->ArgNames({"shape"})->DenseRange(0, 2)->Iterations(1)->Unit(benchmark::kMillisecond);

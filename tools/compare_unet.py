@@ -1,0 +1,218 @@
+#!/usr/bin/python3
+"""Times diffuse's UNet and sampling loop against the same work in PyTorch, in one run, and prints ratios.
+
+For every cell (shape × batch × threads) the two sides run back to back, so both see the same machine
+load; each figure is the median of several repetitions. The models are the same architecture
+(tools/torch_unet.py is diffusers' UNet2DModel in plain torch ops, the layout the C++ UNet loads) with
+random weights on both sides: no operation's speed depends on the weight values.
+
+  cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DDIFFUSE_BUILD_BENCHMARKS=ON && cmake --build build --target bench_unet
+  /usr/bin/python3 tools/compare_unet.py [--bench build/benchmarks/bench_unet] [--repetitions 5] [--quick]
+
+PyTorch is set up the way a serious CPU user runs it: Debian's OpenBLAS (libopenblas0-openmp, which
+install-deps.sh --python installs) instead of the reference BLAS, jemalloc preloaded with decay off
+(libjemalloc2) so that large temporaries are not returned to the kernel and faulted in again each call,
+and OPENBLAS_CORETYPE=SkylakeX on AVX-512 CPUs OpenBLAS does not recognise. The script re-executes
+itself with that environment.
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.join(HERE, "..")
+JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
+
+
+def tuned_environment():
+    env = dict(os.environ)
+    flags = open("/proc/cpuinfo").read()
+    if " avx512f" in flags:
+        env.setdefault("OPENBLAS_CORETYPE", "SkylakeX")
+    if os.path.exists(JEMALLOC):
+        env["LD_PRELOAD"] = JEMALLOC
+        env["MALLOC_CONF"] = "dirty_decay_ms:-1,muzzy_decay_ms:-1"
+    env["DIFFUSE_COMPARE_TUNED"] = "1"
+    return env
+
+
+if os.environ.get("DIFFUSE_COMPARE_TUNED") != "1":
+    os.execve(sys.executable, [sys.executable] + sys.argv, tuned_environment())
+
+import torch  # noqa: E402
+
+sys.path.insert(0, HERE)
+from torch_unet import UNet2DModel  # noqa: E402
+
+SHAPES = {
+    0: ("digits", {"sample_size": 16, "in_channels": 1, "out_channels": 1, "block_out_channels": [32, 64],
+                   "down_block_types": ["DownBlock2D", "AttnDownBlock2D"], "up_block_types": ["AttnUpBlock2D", "UpBlock2D"],
+                   "attention_head_dim": 16, "norm_num_groups": 8, "num_class_embeds": 11}),
+    1: ("cifar_small", {"sample_size": 32, "block_out_channels": [64, 128, 128],
+                        "down_block_types": ["DownBlock2D", "AttnDownBlock2D", "DownBlock2D"],
+                        "up_block_types": ["UpBlock2D", "AttnUpBlock2D", "UpBlock2D"], "attention_head_dim": None}),
+    2: ("ddpm_cifar10", {"sample_size": 32, "block_out_channels": [128, 256, 256, 256],
+                         "down_block_types": ["DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"],
+                         "up_block_types": ["UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"], "attention_head_dim": None}),
+}
+
+
+def run_ours(bench, pattern, repetitions):
+    """Median real time (ms) and counters of the benchmarks matching `pattern`."""
+    out = subprocess.run([bench, f"--benchmark_filter={pattern}", f"--benchmark_repetitions={repetitions}",
+                          "--benchmark_format=json", "--benchmark_report_aggregates_only=true"],
+                         check=True, capture_output=True, text=True).stdout
+    for b in json.loads(out)["benchmarks"]:
+        if b.get("aggregate_name") == "median":
+            scale = {"ms": 1.0, "us": 1e-3, "ns": 1e-6, "s": 1e3}[b["time_unit"]]
+            return b["real_time"] * scale, b
+    raise RuntimeError(f"no median for {pattern}")
+
+
+def median_ms(fn, repetitions, warmup=1, min_seconds=0.2):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repetitions):
+        n, t0 = 0, time.perf_counter()
+        while True:
+            fn()
+            n += 1
+            if time.perf_counter() - t0 >= min_seconds:
+                break
+        times.append((time.perf_counter() - t0) / n * 1e3)
+    return statistics.median(times)
+
+
+def torch_model(which):
+    torch.manual_seed(0)
+    model = UNet2DModel(SHAPES[which][1]).eval()
+    return model
+
+
+def torch_forward(model, which, batch):
+    cfg = model.config
+    size = cfg["sample_size"]
+    x = torch.full((batch, cfg["in_channels"], size, size), 0.5)
+    t = torch.full((batch,), 500.0)
+    labels = torch.full((batch,), 3, dtype=torch.long) if cfg["num_class_embeds"] else None
+
+    def fn():
+        with torch.inference_mode():
+            model(x, t, labels)
+    return fn
+
+
+def torch_ddim_cfg(model, steps=50, n=16, scale=2.0):
+    """The same loop as BM_sample_digits_ddim50_cfg: v-prediction, x̂0 clipped, ε̂ re-derived, trailing."""
+    import math
+    T = 1000
+    f = lambda u: math.cos((u + 0.008) / 1.008 * math.pi / 2) ** 2
+    betas = [min(1 - f((i + 1) / T) / f(i / T), 0.999) for i in range(T)]
+    ab, acc = [], 1.0
+    for b in betas:
+        acc *= 1 - b
+        ab.append(acc)
+    ts = [int(round(T + k * ((T - T / steps) - T))) - 1 for k in range(steps)]
+    labels = torch.arange(n) % 10
+    both_labels = torch.cat([labels, torch.full_like(labels, 10)])
+
+    def fn():
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(n, 1, 16, 16, generator=g)
+        with torch.inference_mode():
+            for i, t in enumerate(ts):
+                abt = ab[t]
+                abp = ab[ts[i + 1]] if i + 1 < len(ts) else 1.0
+                out = model(torch.cat([x, x]), torch.full((2 * n,), float(t)), both_labels)
+                vc, vu = out[:n], out[n:]
+                v = vu + scale * (vc - vu)
+                a, b = math.sqrt(abt), math.sqrt(1 - abt)
+                x0 = (a * x - b * v).clamp(-1, 1)
+                eps = (x - a * x0) / b
+                x = math.sqrt(abp) * x0 + math.sqrt(1 - abp) * eps
+    return fn
+
+
+def torch_forward_rss(which):
+    """Growth of the peak RSS (MB) over one forward at batch 1, after the model is built."""
+    code = f"""
+import resource, sys, torch
+sys.path.insert(0, {HERE!r})
+from compare_unet import SHAPES
+from torch_unet import UNet2DModel
+torch.set_num_threads(1)
+model = UNet2DModel(SHAPES[{which}][1]).eval()
+cfg = model.config
+x = torch.full((1, cfg["in_channels"], cfg["sample_size"], cfg["sample_size"]), 0.5)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+with torch.inference_mode():
+    model(x, torch.full((1,), 500.0))
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before, before)
+"""
+    env = dict(os.environ)
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env).stdout.split()
+    return float(out[0]), float(out[1])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bench", default=os.path.join(ROOT, "build", "benchmarks", "bench_unet"))
+    ap.add_argument("--repetitions", type=int, default=5)
+    ap.add_argument("--quick", action="store_true", help="batch 1 and digits only")
+    args = ap.parse_args()
+    if not os.path.exists(args.bench):
+        sys.exit(f"{args.bench} not found: build it with -DDIFFUSE_BUILD_BENCHMARKS=ON (see the docstring)")
+    print(f"torch {torch.__version__}, BLAS: {torch.__config__.show().count('openblas') and 'OpenBLAS' or 'see torch config'}, "
+          f"LD_PRELOAD={os.environ.get('LD_PRELOAD', '')}")
+
+    peaks = {}
+    for threads in (1, 2):
+        ms, b = run_ours(args.bench, f"BM_sgemm/threads:{threads}/", args.repetitions)
+        peaks[threads] = b["GFLOPs"]
+    print(f"Eigen sgemm peak (256x2304 by 2304x1024): {peaks[1]:.1f} GFLOP/s on 1 thread, {peaks[2]:.1f} on 2\n")
+
+    print("| shape | batch | threads | diffuse ms | PyTorch ms | speed-up | diffuse GFLOP/s | % of sgemm peak |")
+    print("|---|---|---|---|---|---|---|---|")
+    shapes = [0] if args.quick else [0, 1, 2]
+    batches = [1] if args.quick else [1, 16]
+    for which in shapes:
+        model = torch_model(which)
+        for batch in batches:
+            for threads in (1, 2):
+                torch.set_num_threads(threads)
+                ours, b = run_ours(args.bench, f"BM_unet_forward/shape:{which}/batch:{batch}/threads:{threads}/", args.repetitions)
+                theirs = median_ms(torch_forward(model, which, batch), args.repetitions)
+                gflops = b["GFLOPs"]
+                print(f"| {SHAPES[which][0]} | {batch} | {threads} | {ours:.2f} | {theirs:.2f} | {theirs / ours:.2f}x | "
+                      f"{gflops:.1f} | {100 * gflops / peaks[threads]:.0f}% |", flush=True)
+
+    if not args.quick:
+        print("\nEnd to end: DDIM-50 with classifier-free guidance (w = 2, batched), digits model, batch 16\n")
+        print("| threads | diffuse s | PyTorch s | speed-up |")
+        print("|---|---|---|---|")
+        model = torch_model(0)
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            ours, _ = run_ours(args.bench, f"BM_sample_digits_ddim50_cfg/threads:{threads}/", max(3, args.repetitions // 2))
+            theirs = median_ms(torch_ddim_cfg(model), max(3, args.repetitions // 2), warmup=1, min_seconds=0)
+            print(f"| {threads} | {ours / 1e3:.2f} | {theirs / 1e3:.2f} | {theirs / ours:.2f}x |", flush=True)
+
+        print("\nMemory: growth of the peak RSS over one forward at batch 1 (after the model is loaded)\n")
+        print("| shape | diffuse MB | PyTorch MB |")
+        print("|---|---|---|")
+        for which in shapes:
+            out = subprocess.run([args.bench, f"--benchmark_filter=BM_forward_memory/shape:{which}/", "--benchmark_format=json"],
+                                 check=True, capture_output=True, text=True).stdout
+            ours = json.loads(out)["benchmarks"][0]["forward_MB"]
+            theirs, _ = torch_forward_rss(which)
+            print(f"| {SHAPES[which][0]} | {ours:.1f} | {theirs:.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

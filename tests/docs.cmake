@@ -14,3 +14,32 @@ endforeach()
 add_test(NAME docs_snippets_match_markdown
          COMMAND ${CMAKE_COMMAND} -DDOCS_DIR=${PROJECT_SOURCE_DIR}/docs -P ${CMAKE_CURRENT_SOURCE_DIR}/check_doc_snippets.cmake)
 set_tests_properties(docs_snippets_match_markdown PROPERTIES LABELS docs)
+
+# 2. Compile-fail tests: common misuses must not compile, and the compiler's message must say what is
+#    expected (tests/compile_fail/run.cmake). Each file's correct variant must compile, so a failure
+#    always comes from the misuse.
+set(diffuse_compile_fail_flags -std=c++20 -I${PROJECT_SOURCE_DIR}/include)
+foreach(dep IN ITEMS Eigen3::Eigen xsimd nlohmann_json::nlohmann_json)
+  if(TARGET ${dep})
+    get_target_property(dep_includes ${dep} INTERFACE_INCLUDE_DIRECTORIES)
+    foreach(dir IN LISTS dep_includes)
+      if(dir AND NOT dir STREQUAL "/usr/include" AND NOT "-I${dir}" IN_LIST diffuse_compile_fail_flags)
+        list(APPEND diffuse_compile_fail_flags -I${dir})
+      endif()
+    endforeach()
+  endif()
+endforeach()
+string(REPLACE ";" "|" diffuse_compile_fail_flags_arg "${diffuse_compile_fail_flags}")  # run.cmake splits at |
+file(GLOB DIFFUSE_COMPILE_FAIL_SOURCES CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/compile_fail/*.cpp)
+foreach(src IN LISTS DIFFUSE_COMPILE_FAIL_SOURCES)
+  get_filename_component(name ${src} NAME_WE)
+  add_test(NAME compile_fail_${name}
+           COMMAND ${CMAKE_COMMAND} -DCXX=${CMAKE_CXX_COMPILER} -DSOURCE=${src} "-DFLAGS=${diffuse_compile_fail_flags_arg}"
+                   -P ${CMAKE_CURRENT_SOURCE_DIR}/compile_fail/run.cmake)
+  set_tests_properties(compile_fail_${name} PROPERTIES LABELS compile_fail)
+endforeach()
+
+# 3. One-definition rule: two translation units of one program include every public header.
+add_executable(test_odr odr/odr_main.cpp odr/odr_other.cpp)
+target_link_libraries(test_odr PRIVATE diffuse::openmp diffuse_project_options)
+add_test(NAME test_odr COMMAND test_odr)

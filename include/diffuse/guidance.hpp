@@ -50,8 +50,9 @@ concept GuidanceHook = requires(H& hook, const guidance_context<Scalar>& ctx) {
 
 /// The steps a hook is active in: list positions first … last (inclusive).
 struct step_window {
-  int first = 0;
-  int last = std::numeric_limits<int>::max();
+  int first = 0;                               ///< first list position where the hook acts
+  int last = std::numeric_limits<int>::max();  ///< last list position where it acts (default: to the end)
+  /// Whether list position k is inside the window.
   bool contains(int k) const noexcept { return k >= first && k <= last; }
   /// \throws diffuse::error for an empty window or one that starts past the list.
   void validate(int num_steps) const {
@@ -65,11 +66,22 @@ struct step_window {
 
 /// A constant guidance scale.
 struct constant_scale {
-  double value = 1.0;
+  double value = 1.0;  ///< the scale at every step
+  /// The scale at list position `index` (training timestep `timestep`): always `value`.
   double operator()(int /*index*/, int /*timestep*/) const noexcept { return value; }
 };
 
 namespace detail {
+/// Whether H declares `needs_gradient` (the mark of a guidance hook).
+template <class H>
+concept has_needs_gradient = requires { std::remove_cvref_t<H>::needs_gradient; };
+/// H::needs_gradient, or false when H is not a hook (its static_assert reports that).
+template <class H>
+constexpr bool hook_needs_gradient() {
+  if constexpr (has_needs_gradient<H>) return std::remove_cvref_t<H>::needs_gradient;
+  else return false;
+}
+
 /// Scratch for hooks that serve float and double samples: grows once, then is reused.
 struct typed_buffers {
   std::vector<float> f;
@@ -104,14 +116,18 @@ double checked_scale(const ScaleFn& fn, int index, int t, const char* what) {
 /// \endcode
 template <class GradientFn, class ScaleFn = constant_scale>
 struct classifier_guidance {
-  static constexpr bool needs_gradient = true;
-  GradientFn gradient_fn;
-  ScaleFn scale{};
-  step_window window{};
+  static constexpr bool needs_gradient = true;  ///< it adds into guidance_context::gradient
+  GradientFn gradient_fn;  ///< `gradient_fn(x_t, t, out)`: writes ∇_{x_t} log p(y | x_t, t) into out
+  ScaleFn scale{};         ///< the guidance scale s, as a callable of (index, timestep)
+  step_window window{};    ///< the list positions where it acts
 
+  /// Guidance with a constant scale `s` (≥ 0) inside window `w`.
   classifier_guidance(GradientFn fn, double s, step_window w = {}) : gradient_fn(std::move(fn)), scale{s}, window(w) {}
+  /// Guidance with a per-step scale: `s(index, timestep)` returns the scale at each list position.
   classifier_guidance(GradientFn fn, ScaleFn s, step_window w) : gradient_fn(std::move(fn)), scale(std::move(s)), window(w) {}
 
+  /// Adds s·∇ log p(y | x_t) into ctx.gradient at the positions of the window.
+  /// \throws diffuse::error for a negative or non-finite scale, or a non-finite gradient.
   template <class Scalar>
   void operator()(const guidance_context<Scalar>& ctx) {
     if (!window.contains(ctx.index)) return;
@@ -130,8 +146,10 @@ struct classifier_guidance {
  private:
   detail::typed_buffers buffers_;
 };
+/// Deduces classifier_guidance<F> from a gradient callable and a constant scale.
 template <class F>
 classifier_guidance(F, double, step_window = {}) -> classifier_guidance<F>;
+/// Deduces classifier_guidance<F, S> from a gradient callable and a per-step scale callable.
 template <class F, class S>
 classifier_guidance(F, S, step_window) -> classifier_guidance<F, S>;
 
@@ -192,7 +210,7 @@ void apply_cfg(std::span<Scalar> cond, std::span<const Scalar> uncond, const sam
 
 /// Options of classifier-free guidance.
 struct cfg_options {
-  cfg_formulation formulation = cfg_formulation::standard;
+  cfg_formulation formulation = cfg_formulation::standard;  ///< how the two outputs are combined
   double rescale = 0.0;     ///< guidance rescale φ in [0, 1]
   step_window window = {};  ///< steps where guidance applies (elsewhere the conditional output is used)
 };
@@ -202,14 +220,18 @@ struct cfg_options {
 /// over both halves, wrap the network with batched_cfg_model instead.
 template <class UncondModel, class ScaleFn = constant_scale>
 struct classifier_free_guidance {
-  static constexpr bool needs_gradient = false;
-  UncondModel uncond_model;
-  ScaleFn scale{};
-  cfg_options options{};
+  static constexpr bool needs_gradient = false;  ///< it edits the model output only
+  UncondModel uncond_model;  ///< the unconditional model, any Denoiser
+  ScaleFn scale{};           ///< the guidance weight w, as a callable of (index, timestep)
+  cfg_options options{};     ///< formulation, rescale and window
 
+  /// Guidance with a constant weight `w` (≥ 0).
   classifier_free_guidance(UncondModel m, double w, cfg_options o = {}) : uncond_model(std::move(m)), scale{w}, options(o) {}
+  /// Guidance with a per-step weight: `w(index, timestep)` returns the weight at each list position.
   classifier_free_guidance(UncondModel m, ScaleFn w, cfg_options o) : uncond_model(std::move(m)), scale(std::move(w)), options(o) {}
 
+  /// Runs the unconditional model at (x_t, t) and combines its output with ctx.model_output in place.
+  /// \throws diffuse::error for a negative or non-finite weight, and as apply_cfg.
   template <class Scalar>
   void operator()(const guidance_context<Scalar>& ctx) {
     if (!options.window.contains(ctx.index)) return;
@@ -222,8 +244,10 @@ struct classifier_free_guidance {
  private:
   detail::typed_buffers buffers_;
 };
+/// Deduces classifier_free_guidance<M> from an unconditional model and a constant weight.
 template <class M>
 classifier_free_guidance(M, double, cfg_options = {}) -> classifier_free_guidance<M>;
+/// Deduces classifier_free_guidance<M, S> from an unconditional model and a per-step weight callable.
 template <class M, class S>
 classifier_free_guidance(M, S, cfg_options) -> classifier_free_guidance<M, S>;
 
@@ -233,13 +257,19 @@ classifier_free_guidance(M, S, cfg_options) -> classifier_free_guidance<M, S>;
 ///
 /// Example:
 /// \code
-/// auto guided = diffuse::batched_cfg_model<float>([&](auto x2, int t, auto out2) { unet(x2, t, labels_then_null, out2); },
-///                                                 shape, 3.0);
-/// diffuse::sample(sampler, guided, x, shape);
+/// auto net2 = unet.conditioned(labels_then_nulls);  // 2N labels: the N conditions, then N null labels
+/// diffuse::batched_cfg_model<float, decltype(net2)> guided(net2, shape, 3.0);
+/// diffuse::sample(sampler, guided, std::span<float>(x), shape);
 /// \endcode
 template <Real Scalar, class Model2>
 class batched_cfg_model {
  public:
+  /// \param model2  the network over 2N items: `model2(x2, t, out2)`, conditional half first
+  /// \param shape   the shape of ONE half (the N samples being drawn)
+  /// \param scale   the guidance weight w (≥ 0)
+  /// \param options formulation and rescale; a step window is refused (this wrapper does not know the
+  ///                step index: use the classifier_free_guidance hook for windows)
+  /// \throws diffuse::error for an empty shape, an invalid scale, or a window.
   batched_cfg_model(Model2 model2, sample_shape shape, double scale, cfg_options options = {})
       : model2_(std::move(model2)), shape_(shape), scale_(scale), options_(options) {
     if (!(scale >= 0.0) || !std::isfinite(scale))
@@ -248,6 +278,8 @@ class batched_cfg_model {
       detail::fail(error_kind::guidance, "batched_cfg_model does not know the step index, so it cannot apply a window; "
                                          "expected the classifier_free_guidance hook for windowed guidance");
   }
+  /// The Denoiser call: one call of model2 over (x; x), then the guided combination into out.
+  /// \throws diffuse::error when x or out do not match the shape it was built for.
   void operator()(std::span<const Scalar> x, int t, std::span<Scalar> out) {
     if (x.size() != shape_.numel())
       detail::fail(error_kind::shape, "x has ", x.size(), " elements; expected ", shape_.numel(), " as the guided model was built for");
@@ -276,13 +308,23 @@ class batched_cfg_model {
 /// Hooks applied in the order given. Build it with diffuse::guidance(h1, h2, ...).
 template <class... Hooks>
 struct guidance_set {
-  std::tuple<Hooks...> hooks;
-  static constexpr bool empty = sizeof...(Hooks) == 0;
-  static constexpr bool needs_gradient = (std::remove_cvref_t<Hooks>::needs_gradient || ... || false);
+  static_assert((detail::has_needs_gradient<Hooks> && ...),
+                "diffuse::guidance: every hook needs a member `static constexpr bool needs_gradient` (true when it adds "
+                "a classifier gradient into ctx.gradient) and `void operator()(const diffuse::guidance_context<Scalar>& ctx)`; "
+                "wrap a plain lambda in a struct with both, or use classifier_guidance / classifier_free_guidance");
+  std::tuple<Hooks...> hooks;                           ///< the hooks, in the order they run
+  static constexpr bool empty = sizeof...(Hooks) == 0;  ///< true for no_guidance: the loop skips the hook call
+  /// True when a hook adds a classifier gradient: the loop then provides guidance_context::gradient.
+  static constexpr bool needs_gradient = (detail::hook_needs_gradient<Hooks>() || ... || false);
 
+  /// Runs every hook on the step's context, in order.
   template <class Scalar>
   void operator()(const guidance_context<Scalar>& ctx) {
-    std::apply([&](auto&... h) { (h(ctx), ...); }, hooks);
+    static_assert((GuidanceHook<Hooks, Scalar> && ...),
+                  "diffuse::guidance: every hook must be callable as hook(const diffuse::guidance_context<Scalar>& ctx), "
+                  "with Scalar the element type of the samples (float or double), and have `static constexpr bool "
+                  "needs_gradient`");
+    if constexpr ((GuidanceHook<Hooks, Scalar> && ...)) std::apply([&](auto&... h) { (h(ctx), ...); }, hooks);
   }
   /// Checks every hook's window against the number of steps.
   void validate(int num_steps) const {

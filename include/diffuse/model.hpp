@@ -32,7 +32,7 @@ concept Denoiser = requires(M& model, std::span<const Scalar> x_t, int t, std::s
 
 /// The floating-point types diffuse's samplers and kernels are instantiated for.
 template <class T>
-concept Real = std::same_as<T, float> || std::same_as<T, double>;
+concept Real = std::same_as<T, float> || std::same_as<T, double>;  // samples must be float or double: pass std::span<float> or std::span<double>
 
 DIFFUSE_END_NAMESPACE
 }  // namespace diffuse

@@ -8,6 +8,10 @@ if [[ "${1:-}" == "--python" ]]; then
   # Only the reference-fixture and training scripts in tools/ need these.
   packages+=(python3-torch python3-numpy python3-sklearn libopenblas0-openmp)
 fi
+if [[ " $* " == *" --docs "* ]]; then
+  # Only the API reference (scripts/ci-docs.sh) needs Doxygen.
+  packages+=(doxygen)
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -52,6 +52,7 @@ constexpr std::string_view prefix(error_kind k) noexcept {
 /// \endcode
 class error : public std::runtime_error {
  public:
+  /// The message is prefixed with the kind's stable prefix, e.g. "[diffuse.schedule] ".
   error(error_kind kind, const std::string& message)
       : std::runtime_error(std::string(prefix(kind)) + " " + message), kind_(kind) {}
   /// The component that raised it.

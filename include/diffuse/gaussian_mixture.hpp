@@ -58,10 +58,15 @@ class gaussian_mixture {
     }
   }
 
+  /// d, the dimension of one sample.
   std::size_t dim() const noexcept { return dim_; }
+  /// K, the number of components.
   std::size_t components() const noexcept { return weights_.size(); }
+  /// π_k, the weight of component k.
   double weight(std::size_t k) const { return weights_.at(k); }
+  /// s_k, the standard deviation of component k (the same in every dimension).
   double stddev(std::size_t k) const { return stds_.at(k); }
+  /// μ_k, the mean of component k (d values).
   std::span<const double> mean(std::size_t k) const { return std::span<const double>(means_).subspan(k * dim_, dim_); }
 
   /// Draws n clean samples into out (n × d) and their components into labels (n), reproducibly:

@@ -16,11 +16,13 @@ DIFFUSE_BEGIN_NAMESPACE
 
 /// Coefficients of the Gaussian posterior q(x_p | x_t, x_0) = N(c1·x_0 + c2·x_t, variance).
 struct posterior_coefficients {
-  int t = 0, prev = -1;
+  /// The timestep t the step starts from.
+  int t = 0, prev = -1;  ///< the timestep p it goes to (−1: the clean sample)
   double alpha_bar_t = 0;       ///< ᾱ_t
   double alpha_bar_prev = 1;    ///< ᾱ_p (1 when p = −1)
   double beta_prime = 0;        ///< β'_t = 1 − ᾱ_t/ᾱ_p (the schedule's β_t itself on the full chain)
-  double c1 = 0, c2 = 0;        ///< mean coefficients
+  /// Coefficient of x0 in the mean, c1 = √ᾱ_p·β'/(1 − ᾱ_t).
+  double c1 = 0, c2 = 0;        ///< coefficient of x_t in the mean, c2 = √(1 − β')·(1 − ᾱ_p)/(1 − ᾱ_t)
   double variance = 0;          ///< β̃ = β'·(1 − ᾱ_p)/(1 − ᾱ_t); 0 when p = −1
   double log_variance_clipped = 0;  ///< log β̃; where β̃ = 0 (p = −1), the full-chain clipped value at t
 };

@@ -131,16 +131,22 @@ class noise_schedule {
 
   /// T, the number of training timesteps.
   int size() const noexcept { return static_cast<int>(beta_.size()); }
+  /// The T values β_t.
   std::span<const double> betas() const noexcept { return beta_; }
+  /// The T values ᾱ_t (diffusers' alphas_cumprod).
   std::span<const double> alphas_cumprod() const noexcept { return alpha_bar_; }
   /// True when ᾱ_{T−1} is exactly 0 (after rescaled_zero_terminal_snr, or a custom list ending in 0).
   bool zero_terminal_snr() const noexcept { return alpha_bar_.back() == 0.0; }
 
+  /// β_t. \throws diffuse::error unless 0 ≤ t < T (as every accessor below that takes a t).
   double beta(int t) const { return beta_[index(t)]; }
+  /// α_t = 1 − β_t.
   double alpha(int t) const { return 1.0 - beta_[index(t)]; }
   /// ᾱ_t; t = −1 (before the first step) gives 1.
   double alpha_bar(int t) const { return t == -1 ? 1.0 : alpha_bar_[index(t)]; }
+  /// √ᾱ_t, the signal coefficient of x_t.
   double sqrt_alpha_bar(int t) const { return std::sqrt(alpha_bar(t)); }
+  /// √(1 − ᾱ_t), the noise coefficient of x_t.
   double sqrt_one_minus_alpha_bar(int t) const { return std::sqrt(1.0 - alpha_bar(t)); }
   /// 1/√ᾱ_t: infinite where ᾱ_t = 0.
   double sqrt_recip_alpha_bar(int t) const { return std::sqrt(1.0 / alpha_bar(t)); }

@@ -59,6 +59,9 @@ inline std::vector<int> custom_timesteps(int num_train_timesteps, std::vector<in
 }
 
 /// The descending list of N training timesteps for a spacing (SPEC §5; rounding half to even as numpy).
+/// \param num_train_timesteps T, the timesteps the model was trained with
+/// \param num_inference_steps N, how many of them the sampler visits (1 ≤ N ≤ T)
+/// \param spacing      linspace, leading or trailing (see timestep_spacing)
 /// \param steps_offset added to every entry of a leading list (diffusers' steps_offset; 0 or 1 in practice)
 /// \throws diffuse::error for N outside [1, T], a negative offset, or an offset that pushes an entry past T − 1.
 inline std::vector<int> make_timesteps(int num_train_timesteps, int num_inference_steps, timestep_spacing spacing,

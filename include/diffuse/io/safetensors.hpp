@@ -70,9 +70,11 @@ inline std::string shape_text(std::span<const std::int64_t> shape) {
 
 /// One tensor's entry in the header.
 struct tensor_info {
-  tensor_dtype dtype{};
-  std::vector<std::int64_t> shape;
+  tensor_dtype dtype{};             ///< element type as stored (F32, F16, BF16, I64, ...)
+  std::vector<std::int64_t> shape;  ///< dimensions, outermost first (row-major, as PyTorch)
+  /// First byte of the tensor's data, from the start of the data section.
   std::size_t begin = 0, end = 0;  ///< byte range within the data section
+  /// Number of elements, the product of `shape` (1 for a scalar).
   std::size_t numel() const {
     std::size_t n = 1;
     for (auto d : shape) n *= static_cast<std::size_t>(d);
@@ -165,7 +167,9 @@ class safetensors_file {
     for (const auto& [k, v] : tensors_) n.push_back(k);
     return n;
   }
+  /// Whether the file holds a tensor of this name.
   bool contains(const std::string& name) const { return tensors_.count(name) != 0; }
+  /// Number of tensors in the file.
   std::size_t size() const { return tensors_.size(); }
   /// The header's "__metadata__" (string to string).
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
@@ -325,9 +329,9 @@ class safetensors_file {
 /// A tensor to write: name, shape and float or integer elements.
 template <class T>
 struct tensor_view {
-  std::string name;
-  std::vector<std::int64_t> shape;
-  std::span<const T> values;
+  std::string name;                 ///< the tensor's name in the file
+  std::vector<std::int64_t> shape;  ///< dimensions; their product must equal values.size()
+  std::span<const T> values;        ///< the elements, row-major (not copied: must outlive the write)
 };
 
 /// Writes float tensors (as F32) and int64 tensors (as I64) to a safetensors file. The file appears

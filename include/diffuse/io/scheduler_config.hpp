@@ -28,20 +28,28 @@ DIFFUSE_BEGIN_NAMESPACE
 /// change the maths (e.g. "skip_prk_steps") are ignored; known keys with a value diffuse does not
 /// implement are errors.
 struct scheduler_config {
+  /// The training schedule: beta_schedule, beta_start, beta_end, num_train_timesteps or trained_betas,
+  /// rescaled when rescale_betas_zero_snr is true.
   noise_schedule schedule = noise_schedule::linear(1000);
-  prediction_type prediction = prediction_type::epsilon;
-  variance_type variance = variance_type::fixed_small;
+  prediction_type prediction = prediction_type::epsilon;  ///< prediction_type
+  variance_type variance = variance_type::fixed_small;    ///< variance_type (used by ddpm_sampler)
   x0_processing processing{.clip_range = 1.0};  ///< diffusers' default: clip_sample true, range 1
-  timestep_spacing spacing = timestep_spacing::leading;
-  int steps_offset = 0;
-  bool set_alpha_to_one = true;
+  timestep_spacing spacing = timestep_spacing::leading;  ///< timestep_spacing (diffusers' default: leading)
+  int steps_offset = 0;                                   ///< steps_offset, added to leading lists
+  bool set_alpha_to_one = true;                           ///< set_alpha_to_one (used by ddim_sampler)
 
+  /// T, the number of training timesteps.
   int num_train_timesteps() const { return schedule.size(); }
   /// The descending list of `steps` timesteps with this config's spacing and offset.
   std::vector<int> timesteps(int steps) const {
     return make_timesteps(num_train_timesteps(), steps, spacing, spacing == timestep_spacing::leading ? steps_offset : 0);
   }
 
+  /// Parses the text of a scheduler_config.json.
+  /// \param text   the JSON object
+  /// \param origin the name used in error messages (a path, or where the text came from)
+  /// \throws diffuse::error (io) for invalid JSON, a value of the wrong type, or a value diffuse does not
+  ///         implement (an unknown beta_schedule, timestep_spacing, prediction_type or variance_type).
   static scheduler_config from_json(const std::string& text, const std::string& origin = "scheduler_config.json") {
     using nlohmann::json;
     auto bad = [&](const std::string& s) { detail::fail(error_kind::io, origin, ": ", s); };
@@ -109,6 +117,8 @@ struct scheduler_config {
     return c;
   }
 
+  /// Reads and parses a scheduler_config.json file.
+  /// \throws diffuse::error (io) when the file cannot be read, and as from_json.
   static scheduler_config load(const std::filesystem::path& path) {
     std::ifstream in(path);
     if (!in) detail::fail(error_kind::io, "cannot open ", path.string(), "; expected a readable scheduler_config.json");

@@ -31,21 +31,26 @@ enum class time_conditioning {
 
 /// The options of diffusers' UNet2DModel the reference UNet implements.
 struct unet_config {
+  /// sample_size (height); the default generation size only.
   int sample_height = 32, sample_width = 32;  ///< sample_size; the default generation size only
+  /// Channels of the input sample.
   int in_channels = 3, out_channels = 3;      ///< out = 2·in for a learned variance
   bool center_input_sample = false;           ///< x ← 2x − 1 before the first convolution
   bool flip_sin_to_cos = true;                ///< cos half first in the time embedding
   double freq_shift = 0;                      ///< frequencies exp(−ln(10⁴)·k / (half − freq_shift))
+  /// One entry per resolution level, from the finest: DownBlock2D or AttnDownBlock2D.
   std::vector<std::string> down_block_types{"DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"};
+  /// One entry per level, from the coarsest: UpBlock2D or AttnUpBlock2D.
   std::vector<std::string> up_block_types{"AttnUpBlock2D", "AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"};
-  std::vector<int> block_out_channels{224, 448, 672, 896};
-  int layers_per_block = 2;
+  std::vector<int> block_out_channels{224, 448, 672, 896};  ///< channels of each level, from the finest
+  int layers_per_block = 2;  ///< ResNet blocks per down level (up levels have one more)
   double mid_block_scale_factor = 1;  ///< mid-block ResNet and attention outputs are divided by it
   int downsample_padding = 1;         ///< 1: pad 1 all round; 0: pad right and bottom by 1
   std::optional<int> attention_head_dim = 8;  ///< none: one head over all channels
-  int norm_num_groups = 32;
+  int norm_num_groups = 32;  ///< groups of every group norm (channels must be divisible by it)
   std::optional<int> attn_norm_num_groups;  ///< mid-block attention's group norm; see mid_attention_groups()
-  double norm_eps = 1e-5;
+  double norm_eps = 1e-5;  ///< ε of every group norm
+  /// resnet_time_scale_shift: how the time embedding enters the ResNet blocks.
   time_conditioning time_scale_shift = time_conditioning::add;
   bool add_attention = true;              ///< attention in the mid block
   std::optional<int> num_class_embeds;    ///< class-conditional when set
@@ -63,6 +68,7 @@ struct unet_config {
     if (attn_norm_num_groups) return *attn_norm_num_groups;
     return time_scale_shift == time_conditioning::add ? norm_num_groups : 0;
   }
+  /// Whether a block type name has attention ("AttnDownBlock2D", "AttnUpBlock2D").
   static bool is_attention_block(const std::string& type) { return type.rfind("Attn", 0) == 0; }
 
   /// Checks the combination; throws diffuse::error(model) naming the first inconsistency.

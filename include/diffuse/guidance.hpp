@@ -272,6 +272,9 @@ class batched_cfg_model {
   /// \throws diffuse::error for an empty shape, an invalid scale, or a window.
   batched_cfg_model(Model2 model2, sample_shape shape, double scale, cfg_options options = {})
       : model2_(std::move(model2)), shape_(shape), scale_(scale), options_(options) {
+    if (shape.numel() == 0 || !shape.fits())
+      detail::fail(error_kind::shape, "batched_cfg_model got the sample shape {batch ", shape.batch, ", channels ", shape.channels,
+                   ", spatial ", shape.spatial, "}; expected every dimension >= 1 and a product that fits in memory");
     if (!(scale >= 0.0) || !std::isfinite(scale))
       detail::fail(error_kind::guidance, "classifier-free guidance scale ", scale, " is invalid; expected a finite scale >= 0");
     if (options.window.first != 0 || options.window.last != step_window{}.last)

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "diffuse/error.hpp"
+#include "diffuse/timesteps.hpp"
 
 namespace diffuse {
 DIFFUSE_BEGIN_NAMESPACE
@@ -24,7 +25,7 @@ DIFFUSE_BEGIN_NAMESPACE
 class noise_schedule {
  public:
   /// Ho et al.: β = linspace(beta_start, beta_end, T) (diffusers' "linear").
-  /// \throws diffuse::error for T < 1 or ends outside (0, 1].
+  /// \throws diffuse::error for T outside [1, max_train_timesteps] or ends outside (0, 1].
   static noise_schedule linear(int num_train_timesteps, double beta_start = 1e-4, double beta_end = 0.02) {
     check_count(num_train_timesteps);
     check_end("beta_start", beta_start);
@@ -79,6 +80,7 @@ class noise_schedule {
   /// A user list of β_t, each in (0, 1] (β = 1 only as the last entry, as a zero-terminal-SNR schedule has).
   static noise_schedule from_betas(std::vector<double> betas) {
     if (betas.empty()) detail::fail(error_kind::schedule, "the beta list is empty; expected at least one beta");
+    check_list_size(betas.size(), "beta");
     for (std::size_t t = 0; t < betas.size(); ++t) {
       const double b = betas[t];
       if (!(b > 0.0 && b <= 1.0))
@@ -94,6 +96,7 @@ class noise_schedule {
   static noise_schedule from_alphas_cumprod(std::vector<double> alphas_cumprod) {
     if (alphas_cumprod.empty())
       detail::fail(error_kind::schedule, "the alpha_bar list is empty; expected at least one alpha_bar");
+    check_list_size(alphas_cumprod.size(), "alpha_bar");
     std::vector<double> b(alphas_cumprod.size());
     double prev = 1.0;
     for (std::size_t t = 0; t < alphas_cumprod.size(); ++t) {
@@ -198,8 +201,11 @@ class noise_schedule {
       detail::fail(error_kind::timesteps, "timestep ", t, " is out of range; expected 0 <= t < ", size());
     return static_cast<std::size_t>(t);
   }
-  static void check_count(int n) {
-    if (n < 1) detail::fail(error_kind::schedule, "num_train_timesteps = ", n, "; expected >= 1");
+  static void check_count(int n) { detail::check_train_timesteps(n, error_kind::schedule); }
+  static void check_list_size(std::size_t n, const char* what) {
+    if (n > static_cast<std::size_t>(max_train_timesteps))
+      detail::fail(error_kind::schedule, "the ", what, " list has ", n, " entries; expected at most ", max_train_timesteps,
+                   " (max_train_timesteps)");
   }
   static void check_end(const char* name, double v) {
     if (!(v > 0.0 && v <= 1.0)) detail::fail(error_kind::schedule, name, " = ", v, " is outside (0, 1]; expected a beta in (0, 1]");

@@ -25,14 +25,24 @@ enum class timestep_spacing {
   trailing,  ///< round(T − k·T/N) − 1: always includes T − 1 (what zero-terminal-SNR models need)
 };
 
+/// The largest number of training timesteps accepted anywhere (schedules, lists, configs). Real models
+/// use 1000 to 4000; the bound keeps every table and list far from overflow and huge allocations.
+inline constexpr int max_train_timesteps = 1'000'000;
+
 namespace detail {
+
+/// Throws unless 1 <= T <= max_train_timesteps.
+inline void check_train_timesteps(int num_train_timesteps, error_kind kind = error_kind::timesteps) {
+  if (num_train_timesteps < 1) fail(kind, "num_train_timesteps = ", num_train_timesteps, "; expected >= 1");
+  if (num_train_timesteps > max_train_timesteps)
+    fail(kind, "num_train_timesteps = ", num_train_timesteps, "; expected at most ", max_train_timesteps, " (max_train_timesteps)");
+}
 
 /// Python's round(): half to even, on the double value.
 inline long long round_half_even(double v) { return static_cast<long long>(std::nearbyint(v)); }
 
 inline void check_counts(int num_train_timesteps, int num_inference_steps) {
-  if (num_train_timesteps < 1)
-    fail(error_kind::timesteps, "num_train_timesteps = ", num_train_timesteps, "; expected >= 1");
+  check_train_timesteps(num_train_timesteps);
   if (num_inference_steps < 1 || num_inference_steps > num_train_timesteps)
     fail(error_kind::timesteps, "num_inference_steps = ", num_inference_steps, " is out of range; expected 1 <= N <= ",
          num_train_timesteps, " (the training timesteps)");
@@ -43,8 +53,7 @@ inline void check_counts(int num_train_timesteps, int num_inference_steps) {
 /// Validates a user list: non-empty, strictly descending, every entry in [0, T). Returns it unchanged.
 /// \throws diffuse::error naming the first offending entry.
 inline std::vector<int> custom_timesteps(int num_train_timesteps, std::vector<int> descending) {
-  if (num_train_timesteps < 1)
-    detail::fail(error_kind::timesteps, "num_train_timesteps = ", num_train_timesteps, "; expected >= 1");
+  detail::check_train_timesteps(num_train_timesteps);
   if (descending.empty()) detail::fail(error_kind::timesteps, "the timestep list is empty; expected at least one timestep");
   for (std::size_t k = 0; k < descending.size(); ++k) {
     const int t = descending[k];
@@ -85,10 +94,11 @@ inline std::vector<int> make_timesteps(int num_train_timesteps, int num_inferenc
     }
     case timestep_spacing::leading: {
       const int r = T / N;
-      for (int k = 0; k < N; ++k) ts[static_cast<std::size_t>(N - 1 - k)] = k * r + steps_offset;
-      if (ts.front() >= T)
+      // Checked before adding: (N − 1)·r ≤ T − 1, so a large offset is refused here, never overflowed.
+      if (steps_offset > T - 1 - (N - 1) * r)
         detail::fail(error_kind::timesteps, "leading spacing with steps_offset = ", steps_offset, " gives timestep ",
-                     ts.front(), "; expected every timestep < ", T, " (lower steps_offset)");
+                     static_cast<long long>(N - 1) * r + steps_offset, "; expected every timestep < ", T, " (lower steps_offset)");
+      for (int k = 0; k < N; ++k) ts[static_cast<std::size_t>(N - 1 - k)] = k * r + steps_offset;
       break;
     }
     case timestep_spacing::trailing: {
@@ -125,12 +135,12 @@ inline int parse_count(std::string_view text, std::string_view whole) {
 ///         or a result with no timestep.
 inline std::vector<int> respace(int num_train_timesteps, std::string_view spec) {
   const int T = num_train_timesteps;
-  if (T < 1) detail::fail(error_kind::timesteps, "num_train_timesteps = ", T, "; expected >= 1");
+  detail::check_train_timesteps(T);
   std::set<int> use;
   if (spec.starts_with("ddim")) {
     const int n = detail::parse_count(spec.substr(4), spec);
     for (int stride = 1; stride < T; ++stride) {
-      if ((T + stride - 1) / stride == n) {
+      if ((T - 1) / stride + 1 == n) {  // ⌈T/s⌉
         for (int t = 0; t < T; t += stride) use.insert(t);
         break;
       }

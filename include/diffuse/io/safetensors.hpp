@@ -294,12 +294,18 @@ class safetensors_file {
       t.dtype = detail::parse_dtype(v["dtype"].get<std::string>(), name);
       const json& shape = v["shape"];
       if (!shape.is_array() || shape.size() > 16) bad(detail::cat("entry \"", name, "\" has a bad shape; expected an array of at most 16 sizes"));
-      // Element count checked against the data section as it grows, so it cannot overflow.
-      std::uint64_t numel = 1;
+      // A tensor with any zero dimension is empty; otherwise the element count may not exceed the data
+      // section's byte count at any point, so neither it nor its byte size (≤ 8 × data_size) can wrap.
+      bool empty = false;
       for (const json& d : shape) {
-        if (!d.is_number_unsigned()) bad(detail::cat("entry \"", name, "\" has shape ", shape.dump(), "; expected non-negative integers"));
+        if (!d.is_number_unsigned() || d.get<std::uint64_t>() > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+          bad(detail::cat("entry \"", name, "\" has shape ", shape.dump(), "; expected non-negative integers below 2^63"));
+        empty = empty || d.get<std::uint64_t>() == 0;
+      }
+      std::uint64_t numel = empty ? 0 : 1;
+      for (const json& d : shape) {
         const std::uint64_t dim = d.get<std::uint64_t>();
-        if (dim != 0 && numel > data_size / dim + 1)
+        if (!empty && dim > data_size / numel)
           bad(detail::cat("entry \"", name, "\" has shape ", shape.dump(), ", more elements than the ", data_size, "-byte data section holds"));
         numel *= dim;
         t.shape.push_back(static_cast<std::int64_t>(dim));

@@ -9,6 +9,8 @@
 /// diffuse::ddim_sampler sampler(sc.schedule, sc.timesteps(50), {.prediction = sc.prediction, .processing = sc.processing});
 /// \endcode
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -54,11 +56,19 @@ struct scheduler_config {
     using nlohmann::json;
     auto bad = [&](const std::string& s) { detail::fail(error_kind::io, origin, ": ", s); };
     json j;
+    // Deep values are refused, not dropped: the callback discards them, which would otherwise turn a
+    // hostile "[[[[…" into null or an option into an empty list without a word.
+    int depth_seen = 0;
     try {
-      j = json::parse(text, [](int depth, json::parse_event_t, json&) { return depth <= 8; });
+      j = json::parse(text, [&](int depth, json::parse_event_t, json&) {
+        depth_seen = std::max(depth_seen, depth);
+        return depth <= 8;
+      });
     } catch (const json::exception& e) {
+      if (depth_seen > 8) bad("JSON nests deeper than 8 levels; expected a flat object of scheduler options");
       bad(detail::cat("not valid JSON (", e.what(), ")"));
     }
+    if (depth_seen > 8) bad("JSON nests deeper than 8 levels; expected a flat object of scheduler options");
     if (!j.is_object()) bad("expected a JSON object of scheduler options");
     auto number = [&](const char* key, double fallback) {
       if (!j.contains(key) || j[key].is_null()) return fallback;
@@ -76,9 +86,10 @@ struct scheduler_config {
       return j[key].get<bool>();
     };
     scheduler_config c;
+    // Range first: converting a double outside int's range to int is undefined behaviour.
     const double T_real = number("num_train_timesteps", 1000);
-    if (T_real != static_cast<int>(T_real) || T_real < 1 || T_real > 1e6)
-      bad(detail::cat("num_train_timesteps is ", T_real, "; expected an integer in [1, 1000000]"));
+    if (!(T_real >= 1 && T_real <= max_train_timesteps) || T_real != std::floor(T_real))
+      bad(detail::cat("num_train_timesteps is ", T_real, "; expected an integer in [1, ", max_train_timesteps, "]"));
     const int T = static_cast<int>(T_real);
     const double b0 = number("beta_start", 1e-4), b1 = number("beta_end", 0.02);
     if (j.contains("trained_betas") && !j["trained_betas"].is_null()) {
@@ -88,6 +99,10 @@ struct scheduler_config {
         if (!b.is_number()) bad("\"trained_betas\" holds a non-number; expected numbers");
         betas.push_back(b.get<double>());
       }
+      // diffusers takes T from the list but spaces inference timesteps with num_train_timesteps: both must agree.
+      if (j.contains("num_train_timesteps") && !j["num_train_timesteps"].is_null() && betas.size() != static_cast<std::size_t>(T))
+        bad(detail::cat("\"trained_betas\" has ", betas.size(), " entries but num_train_timesteps is ", T,
+                        "; expected one beta per training timestep"));
       c.schedule = noise_schedule::from_betas(std::move(betas));
     } else {
       const std::string kind = text_of("beta_schedule", "linear");
@@ -111,7 +126,7 @@ struct scheduler_config {
     else if (spacing == "linspace") c.spacing = timestep_spacing::linspace;
     else bad(detail::cat("timestep_spacing \"", spacing, "\" is unknown; expected leading, trailing or linspace"));
     const double off = number("steps_offset", 0);
-    if (off != static_cast<int>(off) || off < 0 || off >= T) bad(detail::cat("steps_offset is ", off, "; expected an integer in [0, T)"));
+    if (!(off >= 0 && off < T) || off != std::floor(off)) bad(detail::cat("steps_offset is ", off, "; expected an integer in [0, T)"));
     c.steps_offset = static_cast<int>(off);
     c.set_alpha_to_one = flag("set_alpha_to_one", true);
     return c;

@@ -177,6 +177,8 @@ inline unet_config unet_config::from_json(const std::string& text, const std::st
       return depth <= 8;
     });
   } catch (const json::exception& e) {
+    // An unclosed "[[[[…" fails as JSON too, but its depth is the reason worth reporting.
+    if (depth_seen > 8) bad("JSON nests deeper than 8 levels; expected a flat object of options");
     bad(cat("not valid JSON (", e.what(), ")"));
   }
   if (depth_seen > 8) bad("JSON nests deeper than 8 levels; expected a flat object of options");

@@ -29,11 +29,11 @@ namespace nn {
 /// (in·k·k, rows) so that the `rows` weights of one tap are adjacent. Output channels past `out` are zero.
 template <class S>
 struct packed_conv_weights {
-  static constexpr int rows = 4;
-  std::vector<S> values;
-  int blocks = 0;
-  std::ptrdiff_t taps = 0;  ///< in·k·k
-  bool empty() const noexcept { return values.empty(); }
+  static constexpr int rows = 4;  ///< output channels per block: the micro-kernel's register tile height
+  std::vector<S> values;          ///< blocks × taps × rows
+  int blocks = 0;                 ///< ⌈out / rows⌉
+  std::ptrdiff_t taps = 0;        ///< in·k·k
+  bool empty() const noexcept { return values.empty(); }  ///< not packed (the convolution takes im2col + GEMM)
 };
 
 namespace detail {

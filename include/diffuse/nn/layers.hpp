@@ -27,12 +27,16 @@ namespace diffuse {
 DIFFUSE_BEGIN_NAMESPACE
 namespace nn {
 
+/// A row-major dynamic matrix: weights as PyTorch stores them, (out, in).
 template <class S>
 using matrix = Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+/// A dynamic column vector (biases, norm parameters).
 template <class S>
 using column = Eigen::Matrix<S, Eigen::Dynamic, 1>;
+/// A row-major view of part of a tensor: rows are channels, columns pixels, rows OuterStride apart.
 template <class S>
 using matrix_map = Eigen::Map<matrix<S>, Eigen::Unaligned, Eigen::OuterStride<>>;
+/// The read-only matrix_map.
 template <class S>
 using const_matrix_map = Eigen::Map<const matrix<S>, Eigen::Unaligned, Eigen::OuterStride<>>;
 
@@ -47,6 +51,7 @@ inline int max_threads() noexcept {
   return 1;
 #endif
 }
+/// This thread's index in the current OpenMP team (0 outside one).
 inline int thread_index() noexcept {
 #if defined(_OPENMP)
   return omp_get_thread_num();
@@ -63,6 +68,7 @@ void parallel_for(std::ptrdiff_t n, F&& f) {
   for (std::ptrdiff_t i = 0; i < n; ++i) f(i);
 }
 
+/// SiLU (swish): x·σ(x) = x / (1 + e^(−x)).
 template <class S>
 S silu(S x) noexcept {
   return x / (S(1) + std::exp(-x));
@@ -71,27 +77,34 @@ S silu(S x) noexcept {
 /// A linear layer y = W x + b with W (out, in), as torch.nn.Linear stores it.
 template <class S>
 struct linear {
-  matrix<S> weight;
-  column<S> bias;
-  int in() const { return static_cast<int>(weight.cols()); }
-  int out() const { return static_cast<int>(weight.rows()); }
+  matrix<S> weight;  ///< (out, in)
+  column<S> bias;    ///< (out)
+  int in() const { return static_cast<int>(weight.cols()); }   ///< input features
+  int out() const { return static_cast<int>(weight.rows()); }  ///< output features
 };
 
 /// A 2-D convolution: weight (out, in·k·k) in PyTorch's (out, in, kh, kw) order, bias, stride and the
 /// padding on each side.
 template <class S>
 struct conv2d {
-  matrix<S> weight;
-  column<S> bias;
-  int in = 0, out = 0, kernel = 3, stride = 1;
-  int pad_top = 1, pad_left = 1, pad_bottom = 1, pad_right = 1;
+  matrix<S> weight;  ///< (out, in·kernel·kernel)
+  column<S> bias;    ///< (out)
+  int in = 0;        ///< input channels
+  int out = 0;       ///< output channels
+  int kernel = 3;    ///< square kernel size
+  int stride = 1;    ///< the same in both directions
+  int pad_top = 1;     ///< zero rows above the input
+  int pad_left = 1;    ///< zero columns left of the input
+  int pad_bottom = 1;  ///< zero rows below (diffusers' downsample_padding = 0 pads only bottom and right)
+  int pad_right = 1;   ///< zero columns right of the input
 
-  int out_height(int h) const { return (h + pad_top + pad_bottom - kernel) / stride + 1; }
-  int out_width(int w) const { return (w + pad_left + pad_right - kernel) / stride + 1; }
+  int out_height(int h) const { return (h + pad_top + pad_bottom - kernel) / stride + 1; }  ///< output rows for h input rows
+  int out_width(int w) const { return (w + pad_left + pad_right - kernel) / stride + 1; }   ///< output columns for w input columns
   /// Scratch elements one task needs for its im2col block (0 for a 1×1, stride-1 convolution).
   std::size_t scratch_size() const {
     return direct() ? 0 : static_cast<std::size_t>(in) * kernel * kernel * column_block;
   }
+  /// A 1×1 stride-1 convolution: a plain matrix product over the input, no im2col.
   bool direct() const { return kernel == 1 && stride == 1 && pad_top == 0 && pad_left == 0; }
 
   /// Weights packed for the direct kernel (direct_conv.hpp); empty until pack() is called.
@@ -129,10 +142,11 @@ std::size_t conv2d_scratch(const conv2d<S>& c, int n, int h, int w, int threads)
 /// Group normalisation's affine parameters and geometry.
 template <class S>
 struct group_norm {
-  column<S> weight, bias;
-  int groups = 32;
-  double eps = 1e-5;
-  int channels() const { return static_cast<int>(weight.size()); }
+  column<S> weight;  ///< γ, per channel
+  column<S> bias;    ///< β, per channel
+  int groups = 32;   ///< channels are split into this many groups of equal size
+  double eps = 1e-5;  ///< added to the variance
+  int channels() const { return static_cast<int>(weight.size()); }  ///< channels normalised
 };
 
 namespace detail {
@@ -272,7 +286,7 @@ template <class S>
 struct norm_epilogue {
   const S* add = nullptr;    ///< per (item, channel), added before the statistics ("default" time conditioning)
   const S* scale = nullptr;  ///< per (item, channel): y ← y·(1 + scale) + shift ("scale_shift")
-  const S* shift = nullptr;
+  const S* shift = nullptr;  ///< per (item, channel), with scale
   std::ptrdiff_t stride = 0;  ///< elements between items in add / scale / shift
   bool silu = false;          ///< apply SiLU last
 };
@@ -457,12 +471,16 @@ void timestep_embedding(std::span<const double> timesteps, int dim, bool flip_si
 template <class S>
 struct attention {
   group_norm<S> norm;  ///< groups == 0: no normalisation
-  bool has_norm = true;
-  linear<S> to_q, to_k, to_v, to_out;
-  int heads = 1, head_dim = 1;
-  double rescale = 1;
-  int channels() const { return to_q.in(); }
-  int inner() const { return heads * head_dim; }
+  bool has_norm = true;  ///< false: the input goes to q/k/v unnormalised
+  linear<S> to_q;    ///< query map, channels → heads·head_dim
+  linear<S> to_k;    ///< key map
+  linear<S> to_v;    ///< value map
+  linear<S> to_out;  ///< output map, heads·head_dim → channels
+  int heads = 1;     ///< attention heads
+  int head_dim = 1;  ///< channels per head
+  double rescale = 1;  ///< the output (attention + residual) is divided by it (rescale_output_factor)
+  int channels() const { return to_q.in(); }      ///< channels in and out
+  int inner() const { return heads * head_dim; }  ///< heads·head_dim
 };
 
 /// Scratch an attention forward needs beyond its input: normalised input (n·C·P), q/k/v and the heads'

@@ -35,7 +35,8 @@ namespace nn {
 
 /// Height and width of the images a forward pass sees.
 struct image_size {
-  int height = 0, width = 0;
+  int height = 0;  ///< rows
+  int width = 0;   ///< columns
 };
 
 /// Row-major NCHW batch, as PyTorch lays it out.
@@ -159,13 +160,16 @@ class weight_reader {
 /// (1×1-projected when the channels change) shortcut, divided by output_scale.
 template <class S>
 struct resnet_block {
-  group_norm<S> norm1, norm2;
-  conv2d<S> conv1, conv2;
-  linear<S> time_proj;
-  std::optional<conv2d<S>> shortcut;
-  bool scale_shift = false;
-  double output_scale = 1;
-  int in = 0, out = 0;
+  group_norm<S> norm1;  ///< before conv1
+  group_norm<S> norm2;  ///< before conv2, with the time embedding
+  conv2d<S> conv1;      ///< in → out channels
+  conv2d<S> conv2;      ///< out → out channels
+  linear<S> time_proj;  ///< SiLU(time embedding) → out channels (2·out for scale_shift)
+  std::optional<conv2d<S>> shortcut;  ///< 1×1 projection of the input when in ≠ out
+  bool scale_shift = false;  ///< resnet_time_scale_shift "scale_shift": norm2·(1 + scale) + shift; else an add before norm2
+  double output_scale = 1;   ///< (shortcut + residual) / output_scale
+  int in = 0;   ///< input channels
+  int out = 0;  ///< output channels
 };
 
 /// diffusers' UNet2DModel for inference. Satisfies Denoiser through conditioned() (class-conditional
@@ -199,9 +203,11 @@ class unet2d {
   /// convolution, linear map and attention product.
   double last_forward_flops() const noexcept { return flops_; }
 
+  /// The architecture, as parsed from config.json.
   const unet_config& config() const noexcept { return cfg_; }
   /// Number of parameters.
   std::size_t parameter_count() const noexcept { return parameters_; }
+  /// Whether the model takes class labels (num_class_embeds in the config).
   bool class_conditional() const noexcept { return cfg_.num_class_embeds.has_value(); }
 
   /// out = UNet(x, t, labels) for x (n, in_channels, h, w) and out (n, out_channels, h, w), both
@@ -241,12 +247,15 @@ class unet2d {
   /// A Denoiser that calls this UNet with fixed class labels (one per batch item) at `size`.
   class conditioned_model {
    public:
+    /// Refers to `net`, which must outlive it; one label per batch item.
     conditioned_model(unet2d& net, std::vector<int> labels, image_size size) : net_(&net), labels_(std::move(labels)), size_(size) {}
+    /// The Denoiser call: out = UNet(x, t, labels), the batch inferred from x.size().
     void operator()(std::span<const S> x, int t, std::span<S> out) {
       const double tt = t;
       const int n = net_->infer_batch(x.size(), size_);
       net_->forward(x, n, size_, std::span<const double>(&tt, 1), labels_, out);
     }
+    /// The class labels, one per batch item.
     std::span<const int> labels() const noexcept { return labels_; }
 
    private:

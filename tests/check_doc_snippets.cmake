@@ -3,8 +3,9 @@
 #
 # In the markdown, every ```cpp block is preceded by the line
 #   <!-- snippet: NAME.cpp -->
-# and holds exactly the text of docs/snippets/NAME.cpp. Every file in docs/snippets/ must be shown at
-# least once.
+# and holds exactly the text of docs/snippets/NAME.cpp. A ```cmake block may be marked the same way
+# (<!-- snippet: NAME.cmake -->, a file that a test builds as a project); unmarked cmake blocks are
+# fragments. Every file in docs/snippets/ must be shown at least once.
 #
 #   cmake -DDOCS_DIR=docs -P tests/check_doc_snippets.cmake              # check (the ctest test)
 #   cmake -DDOCS_DIR=docs -DUPDATE=ON -P tests/check_doc_snippets.cmake  # rewrite the blocks from the files
@@ -17,7 +18,6 @@ if(NOT DOCS_DIR)
 endif()
 set(snippet_dir "${DOCS_DIR}/snippets")
 set(marker_open "<!-- snippet: ")
-set(fence_open "```cpp\n")
 set(fence_close "```\n")
 set(problems "")
 set(used "")
@@ -30,10 +30,20 @@ foreach(page IN LISTS pages)
   set(rest "${text}")
   set(rebuilt "")
   while(TRUE)
-    string(FIND "${rest}" "${fence_open}" at)
-    if(at EQUAL -1)
+    # The next ```cpp or ```cmake block, whichever comes first.
+    string(FIND "${rest}" "```cpp\n" at_cpp)
+    string(FIND "${rest}" "```cmake\n" at_cmake)
+    if(at_cpp EQUAL -1 AND at_cmake EQUAL -1)
       string(APPEND rebuilt "${rest}")
       break()
+    elseif(at_cmake EQUAL -1 OR (NOT at_cpp EQUAL -1 AND at_cpp LESS at_cmake))
+      set(at ${at_cpp})
+      set(fence_open "```cpp\n")
+      set(marker_required TRUE)
+    else()
+      set(at ${at_cmake})
+      set(fence_open "```cmake\n")
+      set(marker_required FALSE)
     endif()
     # The line before the fence must be the marker.
     string(SUBSTRING "${rest}" 0 ${at} before)
@@ -53,7 +63,10 @@ foreach(page IN LISTS pages)
     string(SUBSTRING "${after_open}" ${after_close} -1 rest)
 
     string(REGEX MATCH "<!-- snippet: ([A-Za-z0-9_./-]+) -->\n$" marker "${before}")
-    if(NOT marker)
+    if(NOT marker AND NOT marker_required)
+      string(APPEND rebuilt "${before}${fence_open}${body}${fence_close}")
+      continue()
+    elseif(NOT marker)
       string(APPEND problems "${page_name}: a ```cpp block has no '<!-- snippet: NAME.cpp -->' line before it; "
                              "put the code in docs/snippets/NAME.cpp so that it is compiled\n")
       string(APPEND rebuilt "${before}${fence_open}${body}${fence_close}")
@@ -88,7 +101,7 @@ foreach(page IN LISTS pages)
   endif()
 endforeach()
 
-file(GLOB snippet_files RELATIVE "${snippet_dir}" "${snippet_dir}/*.cpp")
+file(GLOB snippet_files RELATIVE "${snippet_dir}" "${snippet_dir}/*.cpp" "${snippet_dir}/*.cmake")
 foreach(f IN LISTS snippet_files)
   list(FIND used "${f}" found)
   if(found EQUAL -1)
@@ -100,4 +113,4 @@ if(problems)
   message(FATAL_ERROR "documentation snippets out of date:\n${problems}")
 endif()
 list(LENGTH used n)
-message(STATUS "${n} code blocks in docs/ match docs/snippets/")
+message(STATUS "${n} marked code blocks in docs/ match docs/snippets/")

@@ -43,3 +43,11 @@ endforeach()
 add_executable(test_odr odr/odr_main.cpp odr/odr_other.cpp)
 target_link_libraries(test_odr PRIVATE diffuse::openmp diffuse_project_options)
 add_test(NAME test_odr COMMAND test_odr)
+
+# 4. The getting-started find_package project, against the install made by the packaging tests.
+add_test(NAME docs_getting_started_find_package
+         COMMAND ${CMAKE_COMMAND} -DDOCS_DIR=${PROJECT_SOURCE_DIR}/docs -DBINARY_DIR=${CMAKE_CURRENT_BINARY_DIR}/docs_find_package
+                 -DPREFIX=${CMAKE_CURRENT_BINARY_DIR}/consumer/prefix "-DGENERATOR=${CMAKE_GENERATOR}"
+                 -DCXX_COMPILER=${CMAKE_CXX_COMPILER} -DMAKE_PROGRAM=${CMAKE_MAKE_PROGRAM}
+                 -P ${CMAKE_CURRENT_SOURCE_DIR}/docs_find_package.cmake)
+set_tests_properties(docs_getting_started_find_package PROPERTIES FIXTURES_REQUIRED diffuse_prefix LABELS "docs;packaging" TIMEOUT 300)

@@ -8,6 +8,10 @@ if [[ "${1:-}" == "--python" ]]; then
   # Only the reference-fixture and training scripts in tools/ need these.
   packages+=(python3-torch python3-numpy python3-sklearn libopenblas0-openmp)
 fi
+if [[ " $* " == *" --fuzz "* ]]; then
+  # Only the libFuzzer harnesses (scripts/ci-fuzz.sh, scripts/fuzz-long.sh) need clang and its runtimes.
+  packages+=(clang libclang-rt-14-dev)
+fi
 if [[ " $* " == *" --docs "* ]]; then
   # Only the API reference (scripts/ci-docs.sh) needs Doxygen.
   packages+=(doxygen)

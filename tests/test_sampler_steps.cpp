@@ -1,10 +1,15 @@
 // DDPM and DDIM steps against the float64 reference (tools/make_sampler_fixtures.py), in float and double.
 #include <doctest/doctest.h>
 
+#include <cstring>
+#include <limits>
 #include <map>
+#include <string>
 
 #include "diffuse/ancestral.hpp"
 #include "diffuse/ddim.hpp"
+#include "diffuse/random.hpp"
+#include "diffuse/timesteps.hpp"
 #include "support.hpp"
 
 using namespace diffuse;
@@ -130,4 +135,159 @@ TEST_CASE("DDIM steps to the next list entry; stepping to t - T/N would reproduc
     if (c["prev_ours"] != c["prev_diffusers"]) ++differing;
   }
   CHECK(differing > 0);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The xsimd path against the scalar reference loop. Both evaluate the same IEEE operations in the same
+// order without fused multiply-add (the library builds with -ffp-contract=off and never calls fma), so
+// the tolerance is zero: every element must have the same bits, for every vector tail length, for the
+// chunked multi-threaded pass, and for every branch of the step.
+
+namespace {
+
+template <class T>
+std::vector<T> normal_values(std::size_t n, std::uint64_t stream, double scale) {
+  std::vector<T> v(n);
+  normal_generator(99).fill<T>(v, 0, stream);
+  for (auto& e : v) e = static_cast<T>(static_cast<double>(e) * scale);
+  return v;
+}
+
+template <class T>
+bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+}
+
+// Runs one step on both paths, with and without an x0 buffer, out of place and in place, and checks
+// that every result has the same bits. Returns how many comparisons it made.
+template <class T, class Sampler, class Options>
+int compare_paths(const noise_schedule& schedule, const std::vector<int>& list, Options opt, int k, const sample_shape& shape,
+                  std::size_t factor, bool guided) {
+  const std::size_t n = shape.numel();
+  const auto x = normal_values<T>(n, 1, 1.0), out = normal_values<T>(n * factor, 2, 1.5), z = normal_values<T>(n, 3, 1.0);
+  auto g = normal_values<T>(n, 4, 0.1);
+  if (!guided) g.clear();
+  std::vector<std::vector<T>> results;
+  for (bool vectorize : {false, true}) {
+    opt.vectorize = vectorize;
+    const Sampler sampler(schedule, list, opt);
+    std::vector<T> xp(n), x0(n), xp_no_x0(n), in_place = x;
+    sampler.template step<T>(k, {.x_t = x, .model_output = out, .noise = z, .x_prev = xp, .x0 = x0, .guidance_gradient = g}, shape);
+    sampler.template step<T>(k, {.x_t = x, .model_output = out, .noise = z, .x_prev = xp_no_x0, .guidance_gradient = g}, shape);
+    sampler.template step<T>(k, {.x_t = in_place, .model_output = out, .noise = z, .x_prev = in_place, .guidance_gradient = g}, shape);
+    CHECK(same_bits(xp, xp_no_x0));
+    CHECK(same_bits(xp, in_place));
+    results.push_back(xp);
+    results.push_back(x0);
+  }
+  CHECK(same_bits(results[0], results[2]));
+  CHECK(same_bits(results[1], results[3]));
+  return 1;
+}
+
+const std::vector<sample_shape> path_shapes = {{1, 1, 1}, {1, 1, 7}, {2, 3, 5}, {1, 2, 33}, {3, 1, 1000}, {2, 3, 12345}};
+
+}  // namespace
+
+TEST_CASE_TEMPLATE("the vector DDPM step gives the scalar reference's bits", T, float, double) {
+  const auto schedule = noise_schedule::cosine(1000);
+  const auto list = make_timesteps(1000, 20, timestep_spacing::trailing);
+  int n = 0;
+  for (const auto& shape : path_shapes)
+    for (auto pred : {prediction_type::epsilon, prediction_type::sample, prediction_type::v_prediction, prediction_type::previous_x})
+      for (auto var : {variance_type::fixed_small, variance_type::fixed_large, variance_type::learned_range})
+        for (int proc = 0; proc < 3; ++proc)
+          for (bool guided : {false, true})
+            for (int k : {0, 19}) {
+              ddpm_options opt{.prediction = pred, .variance = var};
+              if (proc == 1) opt.processing.clip_range = 1.0;
+              if (proc == 2) opt.processing.threshold = dynamic_threshold{.ratio = 0.9, .max_value = 1.5};
+              INFO("shape ", shape.batch, "x", shape.channels, "x", shape.spatial, " pred ", static_cast<int>(pred), " var ",
+                   static_cast<int>(var), " proc ", proc, " guided ", guided, " k ", k);
+              n += compare_paths<T, ddpm_sampler>(schedule, list, opt, k, shape, var == variance_type::learned_range ? 2 : 1, guided);
+            }
+  CHECK(n == 6 * 4 * 3 * 3 * 2 * 2);
+}
+
+TEST_CASE_TEMPLATE("the vector DDIM step and inversion give the scalar reference's bits", T, float, double) {
+  const auto schedule = noise_schedule::linear(1000);
+  const auto list = make_timesteps(1000, 25, timestep_spacing::leading, 1);
+  int n = 0;
+  for (const auto& shape : path_shapes)
+    for (auto pred : {prediction_type::epsilon, prediction_type::sample, prediction_type::v_prediction})
+      for (double eta : {0.0, 0.7})
+        for (int proc = 0; proc < 3; ++proc)
+          for (bool clipped_eps : {false, true})
+            for (bool guided : {false, true}) {
+              ddim_options opt{.prediction = pred, .eta = eta, .use_clipped_model_output = clipped_eps};
+              if (proc == 1) opt.processing.clip_range = 1.0;
+              if (proc == 2) opt.processing.threshold = dynamic_threshold{.ratio = 0.9, .max_value = 1.5};
+              n += compare_paths<T, ddim_sampler>(schedule, list, opt, 3, shape, 1, guided);
+            }
+  CHECK(n == 6 * 3 * 2 * 3 * 2 * 2);
+  for (const auto& shape : path_shapes) {
+    const auto x = normal_values<T>(shape.numel(), 1, 1.0), out = normal_values<T>(shape.numel(), 2, 1.0);
+    std::vector<T> scalar(x.size()), vector(x.size());
+    ddim_inversion(schedule, list, {.prediction = prediction_type::v_prediction, .vectorize = false}).step<T>(4, x, out, scalar, shape);
+    ddim_inversion(schedule, list, {.prediction = prediction_type::v_prediction}).step<T>(4, x, out, vector, shape);
+    CHECK(same_bits(scalar, vector));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Non-finite detection.
+
+TEST_CASE_TEMPLATE("a NaN or Inf in the model output or the state raises with the step, timestep, item and element", T, float, double) {
+  const auto schedule = noise_schedule::linear(1000);
+  const auto list = make_timesteps(1000, 10, timestep_spacing::leading);  // 900, 800, ..., 0
+  const sample_shape shape{3, 2, 50};  // 100 elements per item: the bad ones sit in a vector body and a tail
+  const std::size_t n = shape.numel();
+  const auto clean_x = normal_values<T>(n, 1, 1.0), clean_out = normal_values<T>(2 * n, 2, 1.0), z = normal_values<T>(n, 3, 1.0);
+  for (bool vectorize : {true, false})
+    for (int proc = 0; proc < 2; ++proc)  // the fused pass, and the per-item passes of thresholding
+      for (std::size_t element : {std::size_t{5}, std::size_t{97}}) {
+        x0_processing processing;
+        if (proc == 1) processing.threshold = dynamic_threshold{};
+        const ddim_sampler ddim(schedule, list, {.eta = 0.5, .processing = processing, .vectorize = vectorize});
+        const ddpm_sampler ddpm(schedule, list, {.processing = processing, .vectorize = vectorize});
+        const ddpm_sampler learned(schedule, list, {.variance = variance_type::learned_range, .processing = processing, .vectorize = vectorize});
+        std::vector<T> xp(n);
+        INFO("vectorize ", vectorize, " processing ", proc, " element ", element);
+
+        auto out = clean_out;
+        out[1 * 100 + element] = std::numeric_limits<T>::quiet_NaN();
+        const std::string where = "batch item 1, element " + std::to_string(element);
+        test::check_error([&] { ddim.step<T>(2, {.x_t = clean_x, .model_output = std::span(out).first(n), .noise = z, .x_prev = xp}, shape); },
+                          {"[diffuse.numeric]", "NaN in the model output at step 2 (t = 700), " + where, "check_finite = false"});
+        test::check_error([&] { ddpm.step<T>(4, {.x_t = clean_x, .model_output = std::span(out).first(n), .noise = z, .x_prev = xp}, shape); },
+                          {"NaN in the model output at step 4 (t = 500), " + where});
+        // The learned variance channels (the second C of each item) are model output too.
+        auto learned_out = clean_out;
+        learned_out[2 * 100 + 100 + element] = std::numeric_limits<T>::infinity();
+        test::check_error([&] { learned.step<T>(1, {.x_t = clean_x, .model_output = learned_out, .noise = z, .x_prev = xp}, shape); },
+                          {"+Inf in the model output at step 1 (t = 800), batch item 1, element " + std::to_string(100 + element)});
+
+        auto x = clean_x;
+        x[2 * 100 + element] = -std::numeric_limits<T>::infinity();
+        test::check_error([&] { ddim.step<T>(0, {.x_t = x, .model_output = std::span(clean_out).first(n), .noise = z, .x_prev = xp}, shape); },
+                          {"-Inf in the sampler state x_t at step 0 (t = 900), batch item 2, element " + std::to_string(element)});
+        std::vector<T> in_place = x;
+        test::check_error([&] { ddpm.step<T>(0, {.x_t = in_place, .model_output = std::span(clean_out).first(n), .noise = z, .x_prev = in_place}, shape); },
+                          {"in the sampler state (x_t, stepped in place) at step 0"});
+
+        // Turned off, the values go through: the NaN reaches x_prev.
+        const ddim_sampler unchecked(schedule, list, {.eta = 0.5, .processing = processing, .check_finite = false, .vectorize = vectorize});
+        if (proc == 0) {
+          unchecked.step<T>(2, {.x_t = clean_x, .model_output = std::span(out).first(n), .noise = z, .x_prev = xp}, shape);
+          CHECK(std::isnan(xp[100 + element]));
+        }
+      }
+  // Finite inputs the step itself overflows: x̂0 = x_t/√ᾱ at t = 900 exceeds the float range.
+  if constexpr (std::is_same_v<T, float>) {
+    const ddim_sampler ddim(schedule, list);
+    std::vector<T> x(n, 1.0f), out(n, 0.0f), xp(n);
+    x[7] = 3e38f;
+    test::check_error([&] { ddim.step<T>(0, {.x_t = x, .model_output = out, .x_prev = xp}, shape); },
+                      {"+Inf in the sampler state x_prev computed by the step from finite inputs at step 0 (t = 900), batch item 0, element 7"});
+  }
 }

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <new>
+#include <string>
 #include <vector>
 
 #include "diffuse/ddpm.hpp"
@@ -230,6 +231,72 @@ TEST_CASE("the same seed gives the same bits for any batch split and thread coun
     results.push_back(x);
   }
   CHECK(results[0] == results[1]);
+#endif
+}
+
+TEST_CASE("a NaN from the model at step k stops sample() naming k and its timestep; check_finite = false lets it through") {
+  const auto schedule = noise_schedule::linear(1000);
+  const auto list = make_timesteps(1000, 20, timestep_spacing::trailing);
+  const sample_shape shape{2, 3, 64};
+  auto model_failing_at = [](int bad_call, std::size_t bad_element) {
+    return [bad_call, bad_element, calls = 0](std::span<const float> x, int, std::span<float> out) mutable {
+      for (std::size_t i = 0; i < x.size(); ++i) out[i] = 0.3f * x[i];
+      if (calls++ == bad_call) out[bad_element] = std::nanf("");
+    };
+  };
+  const ddpm_sampler ddpm(schedule, list);
+  const ddim_sampler ddim(schedule, list, {.eta = 0.3, .processing = {.clip_range = 1.0}});
+  const ddim_sampler ddim_threshold(schedule, list, {.processing = {.threshold = dynamic_threshold{}}});
+  for (int k : {0, 7, 19}) {
+    const std::string expected = "NaN in the model output at step " + std::to_string(k) + " (t = " + std::to_string(list[static_cast<std::size_t>(k)]) +
+                                 "), batch item 1, element 10";
+    // A fresh x_T each time: a run that raised leaves x unspecified.
+    std::vector<float> x(shape.numel());
+    fill_initial_noise<float>(x, shape, 4);
+    test::check_error([&] { sample(ddpm, model_failing_at(k, 64 * 3 + 10), std::span<float>(x), shape, {.seed = 4}); },
+                      {"[diffuse.numeric]", expected});
+    fill_initial_noise<float>(x, shape, 4);
+    test::check_error([&] { sample(ddim, model_failing_at(k, 64 * 3 + 10), std::span<float>(x), shape, {.seed = 4}); }, {expected});
+    fill_initial_noise<float>(x, shape, 4);
+    test::check_error([&] { sample(ddim_threshold, model_failing_at(k, 64 * 3 + 10), std::span<float>(x), shape, {.seed = 4}); }, {expected});
+  }
+  // Started part-way down the list, the index is still the list position.
+  std::vector<float> x(shape.numel());
+  fill_initial_noise<float>(x, shape, 4);
+  test::check_error([&] { sample(ddpm, model_failing_at(2, 0), std::span<float>(x), shape, {.seed = 4, .start_index = 10}); },
+                    {"at step 12 (t = " + std::to_string(list[12]) + "), batch item 0, element 0"});
+  // Unchecked, the NaN flows into the state and on to the result.
+  const ddpm_sampler unchecked(schedule, list, {.check_finite = false});
+  fill_initial_noise<float>(x, shape, 4);
+  sample(unchecked, model_failing_at(15, 5), std::span<float>(x), shape, {.seed = 4});
+  CHECK(std::isnan(x[5]));
+  CHECK(std::isfinite(x[64 * 3 + 5]));  // other items are untouched by item 0's NaN
+}
+
+TEST_CASE("the fused step gives the same bits on one and two threads") {
+#if defined(_OPENMP)
+  const auto schedule = noise_schedule::cosine(1000);
+  const sample_shape big{2, 3, 40000};  // 240K elements: above the threshold for the chunked parallel pass
+  auto model = [](std::span<const float> x, int, std::span<float> out) {
+    for (std::size_t i = 0; i < x.size(); ++i) out[i] = 0.5f * x[i];
+  };
+  const ddim_sampler ddim(schedule, make_timesteps(1000, 5, timestep_spacing::trailing), {.prediction = prediction_type::v_prediction, .eta = 0.5, .processing = {.clip_range = 1.0}});
+  const ddpm_sampler ddpm(schedule, make_timesteps(1000, 5, timestep_spacing::trailing));
+  const int saved = omp_get_max_threads();
+  std::vector<std::vector<float>> results;
+  for (int threads : {1, 2}) {
+    omp_set_num_threads(threads);
+    std::vector<float> x(big.numel()), y(big.numel());
+    fill_initial_noise<float>(x, big, 8);
+    y = x;
+    sample(ddim, model, std::span<float>(x), big, {.seed = 8});
+    sample(ddpm, model, std::span<float>(y), big, {.seed = 8});
+    results.push_back(x);
+    results.push_back(y);
+  }
+  omp_set_num_threads(saved);
+  CHECK(results[0] == results[2]);
+  CHECK(results[1] == results[3]);
 #endif
 }
 

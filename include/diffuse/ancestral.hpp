@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <span>
+#include <type_traits>
 #include <vector>
 
 #include "diffuse/detail/step_kernel.hpp"
@@ -22,6 +23,13 @@ struct ddpm_options {
   prediction_type prediction = prediction_type::epsilon;  ///< what the model predicts
   variance_type variance = variance_type::fixed_small;    ///< where σ² comes from
   x0_processing processing = {};                          ///< clipping or dynamic thresholding of x̂0
+  /// Raise a [diffuse.numeric] error naming the step, its timestep and the buffer (model output or
+  /// sampler state) when a step meets a NaN or an Inf. The check rides on the step's single pass over
+  /// memory (docs/performance.md measures its cost); false lets non-finite values through.
+  bool check_finite = true;
+  /// false runs the scalar reference loop instead of the xsimd one: the same operations element by
+  /// element, hence the same bits; for tests and benchmarks.
+  bool vectorize = true;
 };
 
 /// The coefficients of one step, computed once in double when the sampler is built.
@@ -114,15 +122,22 @@ class ddpm_sampler {
   }
 
   /// One ancestral step at position k.
-  /// \throws diffuse::error on buffers that do not match `shape`.
+  ///
+  /// Without an x̂0 hook, dynamic thresholding or a learned variance the step is one pass over memory: it
+  /// reads x_t, the model output and the noise, and writes x_prev (and x0 when given). Otherwise it makes
+  /// a conversion pass and an update pass per item (the learned-variance update, with its log and exp per
+  /// element, is scalar).
   /// \param x0_hook optional callable `hook(std::span<Scalar> x0, std::size_t item, int t)` that may edit
   ///                one batch item's x̂0 in place before clipping or thresholding (e.g. inpainting masks);
   ///                with OpenMP it may run for several items at once.
+  /// \throws diffuse::error on buffers that do not match `shape`, and with `check_finite` on a NaN or Inf
+  ///         in the model output or the state (x_prev is then unspecified).
   template <Real Scalar, class X0Hook = no_x0_hook>
   void step(int k, const step_buffers<Scalar>& io, const sample_shape& shape, X0Hook&& x0_hook = {}) const {
     const auto& s = coefficients(k);
     const bool noisy = s.prev >= 0;
-    detail::check_step_buffers(io, shape, output_factor(), noisy);
+    const std::size_t factor = output_factor();
+    detail::check_step_buffers(io, shape, factor, noisy);
     const std::size_t per_item = shape.channels * shape.spatial;
     const bool learned = is_learned(options_.variance);
     const auto px = static_cast<Scalar>(s.pred.x0_from_x), po = static_cast<Scalar>(s.pred.x0_from_out);
@@ -130,33 +145,98 @@ class ddpm_sampler {
     const auto sigma_fixed = static_cast<Scalar>(std::sqrt(s.variance));
     const auto var_fixed = static_cast<Scalar>(s.variance);
     const bool previous_x = options_.prediction == prediction_type::previous_x;
+    const auto& proc = options_.processing;
+    const bool clip = !proc.threshold && proc.clip_range;  // thresholding replaces clipping
+    const auto r = clip ? static_cast<Scalar>(*proc.clip_range) : Scalar(0);
+    const bool check = options_.check_finite, vectorize = options_.vectorize;
+    const bool guided = !io.guidance_gradient.empty();
 
-    detail::for_each_item(shape.batch, per_item, [&](std::size_t i) {
-      const std::size_t base = i * per_item;
-      const Scalar* x = io.x_t.data() + base;
-      const Scalar* out = io.model_output.data() + i * per_item * output_factor();
-      const Scalar* var_out = learned ? out + per_item : nullptr;
-      const std::span<Scalar> x0 = io.x0.empty() ? detail::thread_scratch<Scalar, detail::scratch_slot::x0>(per_item)
-                                                 : io.x0.subspan(base, per_item);
-      for (std::size_t j = 0; j < per_item; ++j) x0[j] = px * x[j] + po * out[j];
-      x0_hook(x0, i, s.t);
-      detail::process_x0_item<Scalar>(x0, options_.processing);
-
-      Scalar* xp = io.x_prev.data() + base;
-      const Scalar* z = noisy ? io.noise.data() + base : nullptr;
-      const Scalar* g = io.guidance_gradient.empty() ? nullptr : io.guidance_gradient.data() + base;
-      for (std::size_t j = 0; j < per_item; ++j) {
-        Scalar mean = previous_x ? out[j] : c1 * x0[j] + c2 * x[j];
-        Scalar sigma = sigma_fixed, var = var_fixed;
-        if (learned) {
-          const double lv = learned_log_variance(s, static_cast<double>(var_out[j]));
-          var = static_cast<Scalar>(std::exp(lv));
-          sigma = static_cast<Scalar>(std::exp(0.5 * lv));
+    // The buffers of one item (or of the whole batch in the fused pass), indexed from 0.
+    struct pointers {
+      const Scalar *x, *out, *z, *g;
+      Scalar *xp, *x0, *x0_out;
+    };
+    // x̂0 -> μ̃ -> x_prev for one element or vector. `bound` > 0 is the dynamic-thresholding s.
+    const auto update = [&](const pointers q, bool x0_ready, Scalar bound) {
+      return [=]<class V>(std::size_t j, detail::finite_probe<V>& p) {
+        const V xv = detail::load<V>(q.x + j), ov = detail::load<V>(q.out + j);
+        V x0 = x0_ready ? detail::load<V>(q.x0 + j) : V(px) * xv + V(po) * ov;
+        if (check && !x0_ready) {
+          p.model += ov - ov;
+          p.state += xv - xv;
         }
-        if (g) mean += var * g[j];
-        xp[j] = noisy ? mean + sigma * z[j] : mean;
-      }
-    });
+        if (bound > Scalar(0)) {
+          x0 = detail::clamp_like_std(x0, V(-bound), V(bound)) / V(bound);
+        } else if (clip) {
+          x0 = detail::clamp_like_std(x0, V(-r), V(r));
+        }
+        if (q.x0_out) detail::store(q.x0_out + j, x0);
+        V mean = previous_x ? ov : V(c1) * x0 + V(c2) * xv;
+        if (guided) mean = mean + V(var_fixed) * detail::load<V>(q.g + j);
+        if (noisy) mean = mean + V(sigma_fixed) * detail::load<V>(q.z + j);
+        if (check) p.result += mean - mean;
+        detail::store(q.xp + j, mean);
+      };
+    };
+    // The learned-variance update: σ² from the model's extra channels, one element at a time.
+    const auto learned_update = [&](const pointers q, Scalar bound) {
+      const Scalar* var_out = q.out + per_item;
+      return [=, this](std::size_t j, detail::finite_probe<Scalar>& p) {
+        Scalar x0 = q.x0[j];
+        if (bound > Scalar(0)) {
+          x0 = detail::clamp_like_std(x0, -bound, bound) / bound;
+        } else if (clip) {
+          x0 = detail::clamp_like_std(x0, -r, r);
+        }
+        if (q.x0_out) q.x0_out[j] = x0;
+        Scalar mean = previous_x ? q.out[j] : c1 * x0 + c2 * q.x[j];
+        const double lv = learned_log_variance(s, static_cast<double>(var_out[j]));
+        const auto var = static_cast<Scalar>(std::exp(lv));
+        const auto sigma = static_cast<Scalar>(std::exp(0.5 * lv));
+        if (guided) mean += var * q.g[j];
+        if (noisy) mean = mean + sigma * q.z[j];
+        if (check) {
+          p.model += var_out[j] - var_out[j];
+          p.result += mean - mean;
+        }
+        q.xp[j] = mean;
+      };
+    };
+    const auto at = [&](std::size_t i, Scalar* x0) {
+      const std::size_t base = i * per_item;
+      return pointers{io.x_t.data() + base,
+                      io.model_output.data() + base * factor,
+                      noisy ? io.noise.data() + base : nullptr,
+                      guided ? io.guidance_gradient.data() + base : nullptr,
+                      io.x_prev.data() + base,
+                      x0,
+                      io.x0.empty() ? nullptr : io.x0.data() + base};
+    };
+
+    bool bad = false;
+    if (std::is_same_v<std::remove_cvref_t<X0Hook>, no_x0_hook> && !proc.threshold && !learned) {
+      bad = detail::run_elementwise<Scalar>(shape.numel(), vectorize, update(at(0, nullptr), false, Scalar(0))) != 0;
+    } else {
+      bad = detail::for_each_item(shape.batch, per_item, [&](std::size_t i) -> int {
+              const std::span<Scalar> x0 = io.x0.empty() ? detail::thread_scratch<Scalar, detail::scratch_slot::x0>(per_item)
+                                                         : io.x0.subspan(i * per_item, per_item);
+              const pointers q = at(i, x0.data());
+              const int mask = detail::run_range<Scalar>(0, per_item, vectorize, [&]<class V>(std::size_t j, detail::finite_probe<V>& p) {
+                const V xv = detail::load<V>(q.x + j), ov = detail::load<V>(q.out + j);
+                if (check) {
+                  p.model += ov - ov;
+                  p.state += xv - xv;
+                }
+                detail::store(q.x0 + j, V(px) * xv + V(po) * ov);
+              });
+              if (mask != 0) return mask;
+              x0_hook(x0, i, s.t);
+              const Scalar bound = proc.threshold ? detail::threshold_bound<Scalar>(x0, *proc.threshold) : Scalar(0);
+              if (learned) return detail::run_range<Scalar, false>(0, per_item, false, learned_update(q, bound));
+              return detail::run_range<Scalar>(0, per_item, vectorize, update(q, true, bound));
+            }) < shape.batch;
+    }
+    if (bad) detail::fail_non_finite<Scalar>(k, s.t, io.model_output, factor, io.x_t, io.x_prev, shape);
   }
 
  private:

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <span>
+#include <type_traits>
 #include <vector>
 
 #include "diffuse/detail/step_kernel.hpp"
@@ -25,6 +26,13 @@ struct ddim_options {
   bool set_alpha_to_one = true;     ///< the last step goes to ᾱ = 1 (else to ᾱ_0)
   bool use_clipped_model_output = false;  ///< re-derive ε̂ from the processed x̂0 (guided-diffusion always does)
   x0_processing processing = {};    ///< clipping or dynamic thresholding of x̂0
+  /// Raise a [diffuse.numeric] error naming the step, its timestep and the buffer (model output or
+  /// sampler state) when a step meets a NaN or an Inf. The check rides on the step's single pass over
+  /// memory (docs/performance.md measures its cost); false lets non-finite values through.
+  bool check_finite = true;
+  /// false runs the scalar reference loop instead of the xsimd one: the same operations element by
+  /// element, hence the same bits; for tests and benchmarks.
+  bool vectorize = true;
 };
 
 /// The coefficients of one DDIM step, computed once in double.
@@ -102,9 +110,15 @@ class ddim_sampler {
   }
 
   /// One DDIM step at position k.
+  ///
+  /// Without an x̂0 hook or dynamic thresholding the step is one pass over memory: it reads x_t, the model
+  /// output and the noise, and writes x_prev (and x0 when given). A hook or thresholding needs x̂0 of a
+  /// whole item first, so the step then makes a conversion pass and an update pass per item.
   /// \param x0_hook optional callable `hook(std::span<Scalar> x0, std::size_t item, int t)` that may edit
   ///                one batch item's x̂0 in place before clipping or thresholding (e.g. inpainting masks);
   ///                with OpenMP it may run for several items at once.
+  /// \throws diffuse::error on buffers that do not match `shape`, and with `check_finite` on a NaN or Inf
+  ///         in the model output or the state (x_prev is then unspecified).
   template <Real Scalar, class X0Hook = no_x0_hook>
   void step(int k, const step_buffers<Scalar>& io, const sample_shape& shape, X0Hook&& x0_hook = {}) const {
     const auto& s = coefficients(k);
@@ -117,34 +131,80 @@ class ddim_sampler {
     const auto inv_a = static_cast<Scalar>(1.0 / s.sqrt_alpha_bar_t), inv_b = static_cast<Scalar>(1.0 / s.sqrt_one_minus_alpha_bar_t);
     const auto ap = static_cast<Scalar>(s.sqrt_alpha_bar_prev), dir = static_cast<Scalar>(s.direction);
     const auto sigma = static_cast<Scalar>(s.sigma);
-    const bool has_processing = options_.processing.threshold || options_.processing.clip_range;
+    const auto& proc = options_.processing;
+    const bool has_processing = proc.threshold || proc.clip_range;
     const bool recompute_eps = options_.use_clipped_model_output && has_processing;
+    const bool clip = !proc.threshold && proc.clip_range;  // thresholding replaces clipping
+    const auto r = clip ? static_cast<Scalar>(*proc.clip_range) : Scalar(0);
+    const bool check = options_.check_finite, vectorize = options_.vectorize;
+    const bool guided = !io.guidance_gradient.empty();
 
-    detail::for_each_item(shape.batch, per_item, [&](std::size_t i) {
-      const std::size_t base = i * per_item;
-      const Scalar* x = io.x_t.data() + base;
-      const Scalar* out = io.model_output.data() + base;
-      const std::span<Scalar> x0 = io.x0.empty() ? detail::thread_scratch<Scalar, detail::scratch_slot::x0>(per_item)
-                                                 : io.x0.subspan(base, per_item);
-      for (std::size_t j = 0; j < per_item; ++j) x0[j] = px * x[j] + po * out[j];
-      x0_hook(x0, i, s.t);
-      detail::process_x0_item<Scalar>(x0, options_.processing);
-      Scalar* xp = io.x_prev.data() + base;
-      const Scalar* z = noisy ? io.noise.data() + base : nullptr;
-      const Scalar* g = io.guidance_gradient.empty() ? nullptr : io.guidance_gradient.data() + base;
-      for (std::size_t j = 0; j < per_item; ++j) {
-        Scalar eps = recompute_eps ? (x[j] - a * x0[j]) * inv_b : ex * x[j] + eo * out[j];
-        Scalar x0j = x0[j];
-        if (g) {
-          // condition_score: ε̂ from the processed x̂0, shifted by −√(1−ᾱ)·g; x̂0 follows, not re-processed.
-          eps = (x[j] - a * x0j) * inv_b - b * g[j];
-          x0j = (x[j] - b * eps) * inv_a;
-          x0[j] = x0j;
+    // The buffers of one item (or of the whole batch in the fused pass), indexed from 0.
+    struct pointers {
+      const Scalar *x, *out, *z, *g;
+      Scalar *xp, *x0, *x0_out;
+    };
+    // x̂0 -> ε̂ -> x_prev for one element or vector. `bound` > 0 is the dynamic-thresholding s.
+    const auto update = [&](const pointers q, bool x0_ready, Scalar bound) {
+      return [=]<class V>(std::size_t j, detail::finite_probe<V>& p) {
+        const V xv = detail::load<V>(q.x + j), ov = detail::load<V>(q.out + j);
+        V x0 = x0_ready ? detail::load<V>(q.x0 + j) : V(px) * xv + V(po) * ov;
+        if (check && !x0_ready) {
+          p.model += ov - ov;
+          p.state += xv - xv;
         }
-        const Scalar next = ap * x0j + dir * eps;
-        xp[j] = noisy ? next + sigma * z[j] : next;
-      }
-    });
+        if (bound > Scalar(0)) {
+          x0 = detail::clamp_like_std(x0, V(-bound), V(bound)) / V(bound);
+        } else if (clip) {
+          x0 = detail::clamp_like_std(x0, V(-r), V(r));
+        }
+        V eps = recompute_eps ? (xv - V(a) * x0) * V(inv_b) : V(ex) * xv + V(eo) * ov;
+        if (guided) {
+          // condition_score: ε̂ from the processed x̂0, shifted by −√(1−ᾱ)·g; x̂0 follows, not re-processed.
+          eps = (xv - V(a) * x0) * V(inv_b) - V(b) * detail::load<V>(q.g + j);
+          x0 = (xv - V(b) * eps) * V(inv_a);
+        }
+        if (q.x0_out) detail::store(q.x0_out + j, x0);
+        V next = V(ap) * x0 + V(dir) * eps;
+        if (noisy) next = next + V(sigma) * detail::load<V>(q.z + j);
+        if (check) p.result += next - next;
+        detail::store(q.xp + j, next);
+      };
+    };
+    const auto at = [&](std::size_t base, Scalar* x0) {
+      return pointers{io.x_t.data() + base,
+                      io.model_output.data() + base,
+                      noisy ? io.noise.data() + base : nullptr,
+                      guided ? io.guidance_gradient.data() + base : nullptr,
+                      io.x_prev.data() + base,
+                      x0,
+                      io.x0.empty() ? nullptr : io.x0.data() + base};
+    };
+
+    bool bad = false;
+    if (std::is_same_v<std::remove_cvref_t<X0Hook>, no_x0_hook> && !proc.threshold) {
+      bad = detail::run_elementwise<Scalar>(shape.numel(), vectorize, update(at(0, nullptr), false, Scalar(0))) != 0;
+    } else {
+      bad = detail::for_each_item(shape.batch, per_item, [&](std::size_t i) -> int {
+              const std::size_t base = i * per_item;
+              const std::span<Scalar> x0 = io.x0.empty() ? detail::thread_scratch<Scalar, detail::scratch_slot::x0>(per_item)
+                                                         : io.x0.subspan(base, per_item);
+              const pointers q = at(base, x0.data());
+              const int mask = detail::run_range<Scalar>(0, per_item, vectorize, [&]<class V>(std::size_t j, detail::finite_probe<V>& p) {
+                const V xv = detail::load<V>(q.x + j), ov = detail::load<V>(q.out + j);
+                if (check) {
+                  p.model += ov - ov;
+                  p.state += xv - xv;
+                }
+                detail::store(q.x0 + j, V(px) * xv + V(po) * ov);
+              });
+              if (mask != 0) return mask;
+              x0_hook(x0, i, s.t);
+              const Scalar bound = proc.threshold ? detail::threshold_bound<Scalar>(x0, *proc.threshold) : Scalar(0);
+              return detail::run_range<Scalar>(0, per_item, vectorize, update(q, true, bound));
+            }) < shape.batch;
+    }
+    if (bad) detail::fail_non_finite<Scalar>(k, s.t, io.model_output, 1, io.x_t, io.x_prev, shape);
   }
 
  private:
@@ -157,6 +217,8 @@ class ddim_sampler {
 struct ddim_inversion_options {
   prediction_type prediction = prediction_type::epsilon;
   double eta = 0.0;  ///< must be 0: inversion is defined only for the deterministic sampler
+  bool check_finite = true;  ///< raise a [diffuse.numeric] error on a NaN or Inf (as ddim_options)
+  bool vectorize = true;     ///< false runs the scalar reference loop (same bits)
 };
 
 /// DDIM inversion (η = 0): maps a clean sample to the noise that DDIM with the same list maps back to it.
@@ -213,11 +275,23 @@ class ddim_inversion {
     const auto ex = static_cast<Scalar>(s.pred.eps_from_x), eo = static_cast<Scalar>(s.pred.eps_from_out);
     const auto an = static_cast<Scalar>(s.sqrt_alpha_bar_next), bn = static_cast<Scalar>(s.sqrt_one_minus_alpha_bar_next);
     const std::size_t n = shape.numel();
-    for (std::size_t e = 0; e < n; ++e) {
-      const Scalar x0 = px * x[e] + po * model_output[e];
-      const Scalar eps = ex * x[e] + eo * model_output[e];
-      x_next[e] = an * x0 + bn * eps;
-    }
+    const Scalar* xs = x.data();
+    const Scalar* outs = model_output.data();
+    Scalar* next = x_next.data();
+    const bool check = options_.check_finite;
+    const int mask = detail::run_elementwise<Scalar>(n, options_.vectorize, [=]<class V>(std::size_t e, detail::finite_probe<V>& p) {
+      const V xv = detail::load<V>(xs + e), ov = detail::load<V>(outs + e);
+      const V x0 = V(px) * xv + V(po) * ov;
+      const V eps = V(ex) * xv + V(eo) * ov;
+      const V r = V(an) * x0 + V(bn) * eps;
+      if (check) {
+        p.model += ov - ov;
+        p.state += xv - xv;
+        p.result += r - r;
+      }
+      detail::store(next + e, r);
+    });
+    if (mask != 0) detail::fail_non_finite<Scalar>(j, s.t, model_output, 1, x, x_next, shape);
   }
 
  private:

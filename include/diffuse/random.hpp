@@ -12,10 +12,18 @@
 /// ln, cos and sin are diffuse's own polynomials in plain IEEE double arithmetic (not the C library's,
 /// which differ between platforms). Bit-identity needs floating-point contraction off
 /// (-ffp-contract=off), which the diffuse::diffuse CMake target adds for its consumers.
+///
+/// `fill` computes a vector of consecutive blocks at once with xsimd (Philox on 64-bit integer lanes
+/// holding 32-bit words, the transform on double lanes), with exactly the scalar operations in the same
+/// order: the vector path gives the bits of `at()`, which the tests check element by element.
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <span>
+#include <type_traits>
+
+#include <xsimd/xsimd.hpp>
 
 #include "diffuse/error.hpp"
 #include "diffuse/model.hpp"
@@ -127,6 +135,146 @@ inline double uniform53(std::uint32_t hi, std::uint32_t lo) noexcept {
   return (static_cast<double>(k) + 0.5) * 0x1.0p-53;
 }
 
+/// 32 × 32 → 64-bit products of the low words of 64-bit lanes (pmuludq where the ISA has it).
+template <class A>
+inline xsimd::batch<std::uint64_t, A> mul_wide(const xsimd::batch<std::uint64_t, A>& a,
+                                               const xsimd::batch<std::uint64_t, A>& b) noexcept {
+#if XSIMD_WITH_AVX512F
+  if constexpr (std::is_base_of_v<xsimd::avx512f, A>) return _mm512_mul_epu32(a.data, b.data);
+#endif
+#if XSIMD_WITH_AVX2
+  if constexpr (std::is_base_of_v<xsimd::avx2, A>) return _mm256_mul_epu32(a.data, b.data);
+#endif
+#if XSIMD_WITH_SSE2
+  if constexpr (std::is_base_of_v<xsimd::sse2, A>) return _mm_mul_epu32(a.data, b.data);
+#endif
+  return a * b;  // both operands are below 2^32, so the 64-bit product is exact
+}
+
+/// Writes the 2·count variates of blocks first_block … first_block + count − 1 of one stream to out,
+/// simd<double>::size blocks at a time; returns how many blocks it wrote (a multiple of the vector size;
+/// the caller finishes the rest with the scalar pair()). Every operation is the one normal_generator::pair
+/// performs on the same lane, so the results are bit-identical.
+template <class Scalar>
+std::size_t fill_blocks_vector(std::uint32_t k0, std::uint32_t k1, std::uint32_t step, std::uint32_t sample,
+                               std::uint64_t first_block, std::size_t count, Scalar* out) noexcept {
+  using D = xsimd::batch<double>;
+  using A = typename D::arch_type;
+  using U = xsimd::batch<std::uint64_t, A>;
+  static_assert(U::size == D::size, "64-bit integer and double vectors have the same lane count");
+  constexpr std::size_t W = D::size;
+  if (count < W) return 0;
+  alignas(64) std::uint64_t iota_lanes[W];
+  for (std::size_t l = 0; l < W; ++l) iota_lanes[l] = l;
+  const U iota = U::load_unaligned(iota_lanes);
+  const U low32(0xFFFFFFFFull), m0(0xD2511F53ull), m1(0xCD9E8D57ull);
+  // The round keys do not depend on the counter: compute them once, as the scalar rounds do.
+  std::uint32_t rk0[10], rk1[10];
+  for (int round = 0; round < 10; ++round) {
+    rk0[round] = k0;
+    rk1[round] = k1;
+    k0 += 0x9E3779B9u;
+    k1 += 0xBB67AE85u;
+  }
+  // K vectors are generated side by side, statement by statement: the polynomial chains are latency
+  // bound, and interleaving independent chains lets the core overlap them.
+  constexpr std::size_t K = 2;
+  alignas(64) double z0s[K][W], z1s[K][W];
+  const U magic_bits(0x4330000000000000ull);
+  const D magic(0x1.0p52);
+  // v < 2⁵² converts by the exponent trick (2⁵² + v has v as its mantissa): exact, like the scalar cast.
+  const auto small_to_double = [&](const U& v) { return xsimd::bitwise_cast<D>(v | magic_bits) - magic; };
+  // AVX2 has no 64-bit integer to double conversion (xsimd would go lane by lane), so k < 2⁵³ is split
+  // as hi·2²⁶ + lo; each part, the scaling and the sum are exact.
+  const auto to_double = [&](const U& k) {
+    return small_to_double(k >> 26) * D(0x1.0p26) + small_to_double(k & U(0x3FFFFFFull));
+  };
+  std::size_t done = 0;
+  for (; done + K * W <= count; done += K * W) {
+    U c0[K], c1[K], c2[K], c3[K];
+    for (std::size_t v = 0; v < K; ++v) {
+      const U block = U(first_block + done + v * W) + iota;
+      c0[v] = block & low32;
+      c1[v] = block >> 32;
+      c2[v] = U(std::uint64_t{step});
+      c3[v] = U(std::uint64_t{sample});
+    }
+    for (int round = 0; round < 10; ++round) {
+      for (std::size_t v = 0; v < K; ++v) {
+        const U p0 = mul_wide<A>(m0, c0[v]), p1 = mul_wide<A>(m1, c2[v]);
+        const U n0 = (p1 >> 32) ^ c1[v] ^ U(std::uint64_t{rk0[round]});
+        const U n2 = (p0 >> 32) ^ c3[v] ^ U(std::uint64_t{rk1[round]});
+        c1[v] = p1 & low32;
+        c3[v] = p0 & low32;
+        c0[v] = n0;
+        c2[v] = n2;
+      }
+    }
+    // uniform53: (k + ½)·2⁻⁵³.
+    D u1[K], u2[K], m[K], de[K];
+    for (std::size_t v = 0; v < K; ++v) {
+      u1[v] = (to_double(((c0[v] << 32) | c1[v]) >> 11) + D(0.5)) * D(0x1.0p-53);
+      u2[v] = (to_double(((c2[v] << 32) | c3[v]) >> 11) + D(0.5)) * D(0x1.0p-53);
+      // portable_log(u1): u1 is a normal number in (0, 1), so frexp is its exponent and mantissa bits.
+      const U bits = xsimd::bitwise_cast<U>(u1[v]);
+      m[v] = xsimd::bitwise_cast<D>((bits & U(0x000FFFFFFFFFFFFFull)) | U(0x3FE0000000000000ull));
+      de[v] = small_to_double(bits >> 52) - D(1022.0);
+      const auto small = m[v] < D(0.70710678118654752440);
+      m[v] = xsimd::select(small, m[v] * D(2.0), m[v]);
+      de[v] = xsimd::select(small, de[v] - D(1.0), de[v]);
+    }
+    D s[K], s2[K], p[K];
+    for (std::size_t v = 0; v < K; ++v) {
+      s[v] = (m[v] - D(1.0)) / (m[v] + D(1.0));
+      s2[v] = s[v] * s[v];
+      p[v] = D(1.0 / 23.0);
+    }
+    for (const double c : {1.0 / 21.0, 1.0 / 19.0, 1.0 / 17.0, 1.0 / 15.0, 1.0 / 13.0, 1.0 / 11.0, 1.0 / 9.0, 1.0 / 7.0,
+                           1.0 / 5.0, 1.0 / 3.0})
+      for (std::size_t v = 0; v < K; ++v) p[v] = p[v] * s2[v] + D(c);
+    D r[K], theta[K], q[K], x2[K], ps[K], pc[K];
+    constexpr double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
+    for (std::size_t v = 0; v < K; ++v) {
+      const D log_m = D(2.0) * s[v] + D(2.0) * s[v] * (s2[v] * p[v]);
+      const D log_u1 = de[v] * D(ln2_hi) + (log_m + de[v] * D(ln2_lo));
+      r[v] = xsimd::sqrt(D(-2.0) * log_u1);
+      // portable_sincos_turns(u2): quadrant from 4u (exact), then the quarter-turn series.
+      const D r4 = D(4.0) * u2[v];
+      q[v] = xsimd::floor(r4);
+      theta[v] = (r4 - q[v]) * D(1.57079632679489661923);
+      x2[v] = theta[v] * theta[v];
+      ps[v] = D(-1.0 / 121645100408832000.0);
+      pc[v] = D(1.0 / 2432902008176640000.0);
+    }
+    // The same constants, signs and order as portable_sincos_quarter (x·y − c is x·y + (−c) exactly).
+    constexpr double sin_terms[] = {1.0 / 355687428096000.0, -1.0 / 1307674368000.0, 1.0 / 6227020800.0, -1.0 / 39916800.0,
+                                    1.0 / 362880.0, -1.0 / 5040.0, 1.0 / 120.0, -1.0 / 6.0};
+    constexpr double cos_terms[] = {-1.0 / 6402373705728000.0, 1.0 / 20922789888000.0, -1.0 / 87178291200.0,
+                                    1.0 / 479001600.0, -1.0 / 3628800.0, 1.0 / 40320.0, -1.0 / 720.0, 1.0 / 24.0, -0.5};
+    for (std::size_t i = 0; i < 9; ++i)
+      for (std::size_t v = 0; v < K; ++v) {
+        if (i < 8) ps[v] = ps[v] * x2[v] + D(sin_terms[i]);
+        pc[v] = pc[v] * x2[v] + D(cos_terms[i]);
+      }
+    for (std::size_t v = 0; v < K; ++v) {
+      const D sq = theta[v] + theta[v] * (x2[v] * ps[v]);
+      const D cq = D(1.0) + x2[v] * pc[v];
+      const auto q0 = q[v] == D(0.0), q1 = q[v] == D(1.0), q2 = q[v] == D(2.0);
+      const D sn = xsimd::select(q0, sq, xsimd::select(q1, cq, xsimd::select(q2, -sq, -cq)));
+      const D cs = xsimd::select(q0, cq, xsimd::select(q1, -sq, xsimd::select(q2, -cq, sq)));
+      (r[v] * cs).store_aligned(z0s[v]);
+      (r[v] * sn).store_aligned(z1s[v]);
+    }
+    Scalar* o = out + 2 * done;
+    for (std::size_t v = 0; v < K; ++v)
+      for (std::size_t l = 0; l < W; ++l) {
+        o[2 * (v * W + l)] = static_cast<Scalar>(z0s[v][l]);
+        o[2 * (v * W + l) + 1] = static_cast<Scalar>(z1s[v][l]);
+      }
+  }
+  return done;
+}
+
 }  // namespace detail
 
 /// Seeded standard normal noise addressed by (sample, step, element): any element of any stream can be
@@ -176,6 +324,12 @@ class normal_generator {
       out[i++] = static_cast<Scalar>(z1);
       ++e;
     }
+    // Whole blocks, a vector of them at a time, then the rest one block at a time.
+    const std::size_t vector_blocks =
+        detail::fill_blocks_vector<Scalar>(k0_, k1_, static_cast<std::uint32_t>(step), static_cast<std::uint32_t>(sample),
+                                           e / 2, (n - i) / 2, out.data() + i);
+    i += 2 * vector_blocks;
+    e += 2 * vector_blocks;
     for (; i + 1 < n; i += 2, e += 2) {
       pair(sample, step, e / 2, z0, z1);
       out[i] = static_cast<Scalar>(z0);
@@ -202,11 +356,20 @@ void fill_batch(const normal_generator& generator, std::span<Scalar> out, std::s
     detail::fail(error_kind::shape, "noise buffer of ", out.size(), " elements does not split into ", batch,
                  " batch items; expected a multiple of the batch size");
   const std::size_t per = out.size() / batch;
+  // Work is split into (item, chunk) pieces so that one large item also spreads over the threads; a chunk
+  // starts at an even element, on a block boundary, and every element is addressed by its own counter.
+  constexpr std::size_t chunk = std::size_t{1} << 14;
+  const std::size_t chunks_per_item = (per + chunk - 1) / chunk;
+  const auto pieces = static_cast<std::ptrdiff_t>(batch * chunks_per_item);
 #if defined(_OPENMP)
 #pragma omp parallel for schedule(static) if (out.size() >= (std::size_t{1} << 14))
 #endif
-  for (std::ptrdiff_t i = 0; i < static_cast<std::ptrdiff_t>(batch); ++i)
-    generator.fill<Scalar>(out.subspan(static_cast<std::size_t>(i) * per, per), first_sample + static_cast<std::uint64_t>(i), step);
+  for (std::ptrdiff_t piece = 0; piece < pieces; ++piece) {
+    const std::size_t i = static_cast<std::size_t>(piece) / chunks_per_item;
+    const std::size_t offset = static_cast<std::size_t>(piece) % chunks_per_item * chunk;
+    generator.fill<Scalar>(out.subspan(i * per + offset, std::min(chunk, per - offset)),
+                           first_sample + static_cast<std::uint64_t>(i), step, offset);
+  }
 }
 
 DIFFUSE_END_NAMESPACE

@@ -123,7 +123,9 @@ void sample(const Sampler& sampler, Model&& model, std::span<Scalar> x, const sa
                             .model_output = workspace.model_output,
                             .noise = noisy ? std::span<const Scalar>(workspace.noise) : std::span<const Scalar>(),
                             .x_prev = next,
-                            .x0 = workspace.x0,
+                            // x̂0 is written only for a callback to see: without one the step saves that store.
+                            .x0 = std::is_same_v<std::remove_cvref_t<Callback>, no_callback> ? std::span<Scalar>()
+                                                                                              : std::span<Scalar>(workspace.x0),
                             .guidance_gradient = guidance_type::needs_gradient ? std::span<const Scalar>(workspace.gradient)
                                                                                : std::span<const Scalar>()};
     sampler.template step<Scalar>(k, io, shape);

@@ -1,16 +1,31 @@
 #pragma once
-// The per-element maths shared by every sampler step: model output -> x̂0 -> post-processing -> update.
+// The per-element maths shared by every sampler step: model output -> x̂0 -> post-processing -> update,
+// run as one pass over memory with xsimd vectors, and the non-finite check folded into that pass.
 // Not part of the public API.
+//
+// Every element formula is written once, as a generic lambda over a value type V that is either the
+// Scalar itself (the scalar reference path and the loop tails) or an xsimd batch of Scalar. Both run the
+// same IEEE operations in the same order, with no fused multiply-add (diffuse::diffuse compiles with
+// -ffp-contract=off and the kernels never call fma), so the vector path gives the scalar path's bits
+// exactly, for every vector width and every split of the work between threads.
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <cstddef>
 #include <span>
+#include <type_traits>
 #include <vector>
+
+#include <xsimd/xsimd.hpp>
 
 #include "diffuse/error.hpp"
 #include "diffuse/posterior.hpp"
 #include "diffuse/shape.hpp"
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
 
 namespace diffuse {
 DIFFUSE_BEGIN_NAMESPACE
@@ -89,32 +104,197 @@ double abs_quantile(std::span<const Scalar> values, double p) {
   return v_lo + (h - static_cast<double>(lo)) * (v_hi - v_lo);
 }
 
-/// Applies static clipping or dynamic thresholding (which replaces clipping) to one batch item's x̂0.
+/// The dynamic-thresholding bound s of one item's x̂0: clamp(quantile_p(|x̂0|), 1, max_value) (SPEC §4).
+/// The quantile needs every element of the item before any can be scaled, so it stays a pass of its own;
+/// the clamp-and-divide by s is folded into the update pass.
 template <class Scalar>
-void process_x0_item(std::span<Scalar> x0, const x0_processing& processing) {
-  if (processing.threshold) {
-    double s = abs_quantile<Scalar>(x0, processing.threshold->ratio);
-    s = std::clamp(s, 1.0, processing.threshold->max_value);
-    const auto ss = static_cast<Scalar>(s);
-    for (auto& v : x0) v = std::clamp(v, -ss, ss) / ss;
-  } else if (processing.clip_range) {
-    const auto r = static_cast<Scalar>(*processing.clip_range);
-    for (auto& v : x0) v = std::clamp(v, -r, r);
+Scalar threshold_bound(std::span<const Scalar> x0, const dynamic_threshold& threshold) {
+  const double s = std::clamp(abs_quantile<Scalar>(x0, threshold.ratio), 1.0, threshold.max_value);
+  return static_cast<Scalar>(s);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Element access and operations shared by the scalar and the vector paths.
+
+/// The vector type of the kernels: xsimd's widest instruction set enabled at compile time (AVX-512 with
+/// -march=native on a recent x86, SSE2 for a plain x86-64 build, NEON on ARM).
+template <class Scalar>
+using simd = xsimd::batch<Scalar>;
+
+template <class V>
+struct lane {
+  using type = V;
+};
+template <class T, class A>
+struct lane<xsimd::batch<T, A>> {
+  using type = T;
+};
+/// The element type of V (V itself for a scalar).
+template <class V>
+using lane_t = typename lane<V>::type;
+
+template <class V, class S>
+inline V load(const S* p) noexcept {
+  if constexpr (std::is_same_v<V, S>) {
+    return *p;
+  } else {
+    return V::load_unaligned(p);
   }
 }
 
-/// Runs `body(i)` for every batch item, in parallel when OpenMP is on and the work is large enough to
-/// pay for the threads. Each item is computed the same way whatever the thread count.
+template <class V, class S>
+inline void store(S* p, const V& v) noexcept {
+  if constexpr (std::is_same_v<V, S>) {
+    *p = v;
+  } else {
+    v.store_unaligned(p);
+  }
+}
+
+/// (v < lo ? lo : v), then (hi < that ? hi : that): std::clamp's exact semantics, NaN passing through,
+/// in both paths (a vector min/max instruction would treat NaN differently).
+template <class V>
+inline V clamp_like_std(const V& v, const V& lo, const V& hi) noexcept {
+  if constexpr (std::is_arithmetic_v<V>) {
+    const V m = v < lo ? lo : v;
+    return hi < m ? hi : m;
+  } else {
+    const V m = xsimd::select(v < lo, lo, v);
+    return xsimd::select(hi < m, hi, m);
+  }
+}
+
+/// Running probes for non-finite values: acc += v − v stays 0 while every v is finite and becomes NaN
+/// at the first Inf or NaN. One subtraction and one addition per element, on data already in registers.
+template <class V>
+struct finite_probe {
+  V model = V(lane_t<V>(0));   ///< the model output
+  V state = V(lane_t<V>(0));   ///< x_t, the state the step starts from
+  V result = V(lane_t<V>(0));  ///< x_prev, the state the step produces
+};
+
+/// Bits of the mask a kernel returns: which buffers hold a non-finite value.
+enum non_finite_bits : int { non_finite_model = 1, non_finite_state = 2, non_finite_result = 4 };
+
+template <class V>
+inline bool any_nan(const V& v) noexcept {
+  if constexpr (std::is_arithmetic_v<V>) {
+    return v != v;
+  } else {
+    return xsimd::any(xsimd::isnan(v));  // not v != v: xsimd's != is the ordered compare, false on NaN
+  }
+}
+
+template <class V>
+inline int probe_mask(const finite_probe<V>& p) noexcept {
+  return (any_nan(p.model) ? non_finite_model : 0) | (any_nan(p.state) ? non_finite_state : 0) |
+         (any_nan(p.result) ? non_finite_result : 0);
+}
+
+/// Runs `body(j, probe)` over elements [lo, hi): vectors of simd<Scalar>::size while they fit (when
+/// `vectorize`; `Vector = false` for bodies with no vector form), then one element at a time. Returns the
+/// non-finite mask of the probes.
+template <class Scalar, bool Vector = true, class Body>
+int run_range(std::size_t lo, std::size_t hi, bool vectorize, const Body& shared_body) {
+  // A private copy of the closure: its coefficients and flags then live in registers. Read through the
+  // caller's reference they are reloaded after every store to x_prev, which the compiler must assume
+  // may alias them (they are Scalars too).
+  const Body body = shared_body;
+  std::size_t j = lo;
+  int mask = 0;
+  if constexpr (Vector) {
+    using V = simd<Scalar>;
+    if (vectorize) {
+      finite_probe<V> p;
+      for (; j + V::size <= hi; j += V::size) body(j, p);
+      mask |= probe_mask(p);
+    }
+  }
+  finite_probe<Scalar> p;
+  for (; j < hi; ++j) body(j, p);
+  return mask | probe_mask(p);
+}
+
+/// Elements below which an elementwise pass runs on one thread: starting a parallel region costs a few
+/// microseconds, which a pass over 64K floats (1 MB of traffic) no longer notices.
+inline constexpr std::size_t parallel_threshold = std::size_t{1} << 16;
+
+/// Runs `body` over elements [0, n), split into fixed chunks shared between OpenMP threads when n is
+/// large. Each element is computed by the same operations whatever the split, so the bits do not depend
+/// on the thread count. Returns the OR of the chunks' non-finite masks.
+template <class Scalar, class Body>
+int run_elementwise(std::size_t n, bool vectorize, const Body& body) {
+#if defined(_OPENMP)
+  if (n >= parallel_threshold && omp_get_max_threads() > 1 && !omp_in_parallel()) {
+    // Chunks are a multiple of every vector width, so only the last one has a scalar tail.
+    constexpr std::size_t chunk = std::size_t{1} << 14;
+    const auto chunks = static_cast<std::ptrdiff_t>((n + chunk - 1) / chunk);
+    int mask = 0;
+#pragma omp parallel for schedule(static) reduction(| : mask)
+    for (std::ptrdiff_t c = 0; c < chunks; ++c) {
+      const std::size_t lo = static_cast<std::size_t>(c) * chunk;
+      mask |= run_range<Scalar>(lo, std::min(n, lo + chunk), vectorize, body);
+    }
+    return mask;
+  }
+#endif
+  return run_range<Scalar>(0, n, vectorize, body);
+}
+
+/// Runs `body(i)` for every batch item, in parallel when OpenMP is on and the work is large enough to pay
+/// for the threads. `body` returns a non-finite mask; the result is the lowest item that reported one
+/// (batch when none did), the same for any thread count.
 template <class Body>
-void for_each_item(std::size_t batch, std::size_t per_item, Body&& body) {
+std::size_t for_each_item(std::size_t batch, std::size_t per_item, Body&& body) {
+  std::size_t first = batch;
 #if defined(_OPENMP)
   const bool parallel = batch > 1 && batch * per_item >= (std::size_t{1} << 15);
-#pragma omp parallel for schedule(static) if (parallel)
-  for (std::ptrdiff_t i = 0; i < static_cast<std::ptrdiff_t>(batch); ++i) body(static_cast<std::size_t>(i));
+#pragma omp parallel for schedule(static) if (parallel) reduction(min : first)
+  for (std::ptrdiff_t i = 0; i < static_cast<std::ptrdiff_t>(batch); ++i)
+    if (body(static_cast<std::size_t>(i)) != 0) first = std::min(first, static_cast<std::size_t>(i));
 #else
   (void)per_item;
-  for (std::size_t i = 0; i < batch; ++i) body(i);
+  for (std::size_t i = 0; i < batch; ++i)
+    if (body(i) != 0) first = std::min(first, i);
 #endif
+  return first;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The non-finite error.
+
+template <class Scalar>
+std::size_t first_non_finite(std::span<const Scalar> v) noexcept {
+  for (std::size_t i = 0; i < v.size(); ++i)
+    if (!std::isfinite(v[i])) return i;
+  return v.size();
+}
+
+/// Raises the [diffuse.numeric] error of a step whose pass found a non-finite value: finds the first one,
+/// model output first (a model fault is the usual cause, and an in-place step may already have
+/// overwritten x_t), then x_t, then the x_prev the step computed.
+template <class Scalar>
+[[noreturn]] void fail_non_finite(int k, int t, std::span<const Scalar> model_output, std::size_t output_factor,
+                                  std::span<const Scalar> x_t, std::span<const Scalar> x_prev, const sample_shape& shape) {
+  const std::size_t per_item = shape.channels * shape.spatial;
+  const char* which = "sampler state x_prev computed by the step from finite inputs";
+  std::size_t at = first_non_finite(model_output), per = per_item * output_factor;
+  Scalar value = at < model_output.size() ? model_output[at] : Scalar(0);
+  if (at < model_output.size()) {
+    which = "model output";
+  } else if ((at = first_non_finite(x_t)) < x_t.size()) {
+    which = x_t.data() == x_prev.data() ? "sampler state (x_t, stepped in place)" : "sampler state x_t";
+    value = x_t[at];
+    per = per_item;
+  } else {
+    at = first_non_finite(x_prev);
+    value = at < x_prev.size() ? x_prev[at] : Scalar(0);
+    per = per_item;
+  }
+  const char* kind = std::isnan(value) ? "NaN" : (value > 0 ? "+Inf" : "-Inf");
+  fail(error_kind::numeric, kind, " in the ", which, " at step ", k, " (t = ", t, "), batch item ", at / per,
+       ", element ", at % per, "; expected finite values (check_finite = false in the sampler options lets them "
+       "through)");
 }
 
 }  // namespace detail

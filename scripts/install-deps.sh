@@ -5,8 +5,9 @@ set -euo pipefail
 packages=(cmake g++ make libeigen3-dev libxsimd-dev doctest-dev libbenchmark-dev
           nlohmann-json3-dev libcli11-dev libstb-dev libopenmpi-dev openmpi-bin)
 if [[ "${1:-}" == "--python" ]]; then
-  # Only the reference-fixture and training scripts in tools/ need these.
-  packages+=(python3-torch python3-numpy python3-sklearn libopenblas0-openmp)
+  # Only the reference-fixture and training scripts in tools/ need these; libjemalloc2 is the allocator
+  # tools/compare_steps.py preloads for PyTorch.
+  packages+=(python3-torch python3-numpy python3-sklearn libopenblas0-openmp libjemalloc2)
 fi
 if [[ " $* " == *" --fuzz "* ]]; then
   # Only the libFuzzer harnesses (scripts/ci-fuzz.sh, scripts/fuzz-long.sh) need clang and its runtimes.

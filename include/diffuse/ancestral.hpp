@@ -156,25 +156,31 @@ class ddpm_sampler {
       const Scalar *x, *out, *z, *g;
       Scalar *xp, *x0, *x0_out;
     };
-    // x̂0 -> μ̃ -> x_prev for one element or vector. `bound` > 0 is the dynamic-thresholding s.
-    const auto update = [&](const pointers q, bool x0_ready, Scalar bound) {
+    // x̂0 -> μ̃ -> x_prev for one element or vector. `bound` > 0 is the dynamic-thresholding s. With
+    // fixed_flags the options are constants and the plain pass has no guidance and no x̂0 output.
+    const auto update = [&](const pointers q, bool x0_ready, Scalar bound, auto flags) {
+      using F = decltype(flags);
+      const bool is_noisy = F::known ? F::noisy : noisy, is_checked = F::known ? F::check : check;
+      const bool is_clipped = F::known ? F::clip : clip, is_guided = !F::known && guided;
+      const bool is_ready = !F::known && x0_ready, has_bound = !F::known && bound > Scalar(0);
+      Scalar* const x0_out = F::known ? nullptr : q.x0_out;
       return [=]<class V>(std::size_t j, detail::finite_probe<V>& p) {
         const V xv = detail::load<V>(q.x + j), ov = detail::load<V>(q.out + j);
-        V x0 = x0_ready ? detail::load<V>(q.x0 + j) : V(px) * xv + V(po) * ov;
-        if (check && !x0_ready) {
+        V x0 = is_ready ? detail::load<V>(q.x0 + j) : V(px) * xv + V(po) * ov;
+        if (is_checked && !is_ready) {
           p.model += ov - ov;
           p.state += xv - xv;
         }
-        if (bound > Scalar(0)) {
+        if (has_bound) {
           x0 = detail::clamp_like_std(x0, V(-bound), V(bound)) / V(bound);
-        } else if (clip) {
+        } else if (is_clipped) {
           x0 = detail::clamp_like_std(x0, V(-r), V(r));
         }
-        if (q.x0_out) detail::store(q.x0_out + j, x0);
+        if (x0_out) detail::store(x0_out + j, x0);
         V mean = previous_x ? ov : V(c1) * x0 + V(c2) * xv;
-        if (guided) mean = mean + V(var_fixed) * detail::load<V>(q.g + j);
-        if (noisy) mean = mean + V(sigma_fixed) * detail::load<V>(q.z + j);
-        if (check) p.result += mean - mean;
+        if (is_guided) mean = mean + V(var_fixed) * detail::load<V>(q.g + j);
+        if (is_noisy) mean = mean + V(sigma_fixed) * detail::load<V>(q.z + j);
+        if (is_checked) p.result += mean - mean;
         detail::store(q.xp + j, mean);
       };
     };
@@ -215,7 +221,10 @@ class ddpm_sampler {
 
     bool bad = false;
     if (std::is_same_v<std::remove_cvref_t<X0Hook>, no_x0_hook> && !proc.threshold && !learned) {
-      bad = detail::run_elementwise<Scalar>(shape.numel(), vectorize, update(at(0, nullptr), false, Scalar(0))) != 0;
+      const bool plain = !guided && io.x0.empty();
+      bad = detail::with_flags(plain, noisy, check, clip, [&](auto flags) {
+              return detail::run_elementwise<Scalar>(shape.numel(), vectorize, update(at(0, nullptr), false, Scalar(0), flags));
+            }) != 0;
     } else {
       bad = detail::for_each_item(shape.batch, per_item, [&](std::size_t i) -> int {
               const std::span<Scalar> x0 = io.x0.empty() ? detail::thread_scratch<Scalar, detail::scratch_slot::x0>(per_item)
@@ -233,7 +242,7 @@ class ddpm_sampler {
               x0_hook(x0, i, s.t);
               const Scalar bound = proc.threshold ? detail::threshold_bound<Scalar>(x0, *proc.threshold) : Scalar(0);
               if (learned) return detail::run_range<Scalar, false>(0, per_item, false, learned_update(q, bound));
-              return detail::run_range<Scalar>(0, per_item, vectorize, update(q, true, bound));
+              return detail::run_range<Scalar>(0, per_item, vectorize, update(q, true, bound, detail::runtime_flags{}));
             }) < shape.batch;
     }
     if (bad) detail::fail_non_finite<Scalar>(k, s.t, io.model_output, factor, io.x_t, io.x_prev, shape);

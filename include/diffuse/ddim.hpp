@@ -144,30 +144,37 @@ class ddim_sampler {
       const Scalar *x, *out, *z, *g;
       Scalar *xp, *x0, *x0_out;
     };
-    // x̂0 -> ε̂ -> x_prev for one element or vector. `bound` > 0 is the dynamic-thresholding s.
-    const auto update = [&](const pointers q, bool x0_ready, Scalar bound) {
+    // x̂0 -> ε̂ -> x_prev for one element or vector. `bound` > 0 is the dynamic-thresholding s. With
+    // fixed_flags the options are constants and the plain pass has no guidance, x̂0 output or re-derived ε̂.
+    const auto update = [&](const pointers q, bool x0_ready, Scalar bound, auto flags) {
+      using F = decltype(flags);
+      const bool is_noisy = F::known ? F::noisy : noisy, is_checked = F::known ? F::check : check;
+      const bool is_clipped = F::known ? F::clip : clip, is_guided = !F::known && guided;
+      const bool is_recomputed = !F::known && recompute_eps, is_ready = !F::known && x0_ready;
+      const bool has_bound = !F::known && bound > Scalar(0);
+      Scalar* const x0_out = F::known ? nullptr : q.x0_out;
       return [=]<class V>(std::size_t j, detail::finite_probe<V>& p) {
         const V xv = detail::load<V>(q.x + j), ov = detail::load<V>(q.out + j);
-        V x0 = x0_ready ? detail::load<V>(q.x0 + j) : V(px) * xv + V(po) * ov;
-        if (check && !x0_ready) {
+        V x0 = is_ready ? detail::load<V>(q.x0 + j) : V(px) * xv + V(po) * ov;
+        if (is_checked && !is_ready) {
           p.model += ov - ov;
           p.state += xv - xv;
         }
-        if (bound > Scalar(0)) {
+        if (has_bound) {
           x0 = detail::clamp_like_std(x0, V(-bound), V(bound)) / V(bound);
-        } else if (clip) {
+        } else if (is_clipped) {
           x0 = detail::clamp_like_std(x0, V(-r), V(r));
         }
-        V eps = recompute_eps ? (xv - V(a) * x0) * V(inv_b) : V(ex) * xv + V(eo) * ov;
-        if (guided) {
+        V eps = is_recomputed ? (xv - V(a) * x0) * V(inv_b) : V(ex) * xv + V(eo) * ov;
+        if (is_guided) {
           // condition_score: ε̂ from the processed x̂0, shifted by −√(1−ᾱ)·g; x̂0 follows, not re-processed.
           eps = (xv - V(a) * x0) * V(inv_b) - V(b) * detail::load<V>(q.g + j);
           x0 = (xv - V(b) * eps) * V(inv_a);
         }
-        if (q.x0_out) detail::store(q.x0_out + j, x0);
+        if (x0_out) detail::store(x0_out + j, x0);
         V next = V(ap) * x0 + V(dir) * eps;
-        if (noisy) next = next + V(sigma) * detail::load<V>(q.z + j);
-        if (check) p.result += next - next;
+        if (is_noisy) next = next + V(sigma) * detail::load<V>(q.z + j);
+        if (is_checked) p.result += next - next;
         detail::store(q.xp + j, next);
       };
     };
@@ -183,7 +190,10 @@ class ddim_sampler {
 
     bool bad = false;
     if (std::is_same_v<std::remove_cvref_t<X0Hook>, no_x0_hook> && !proc.threshold) {
-      bad = detail::run_elementwise<Scalar>(shape.numel(), vectorize, update(at(0, nullptr), false, Scalar(0))) != 0;
+      const bool plain = !guided && !recompute_eps && io.x0.empty();
+      bad = detail::with_flags(plain, noisy, check, clip, [&](auto flags) {
+              return detail::run_elementwise<Scalar>(shape.numel(), vectorize, update(at(0, nullptr), false, Scalar(0), flags));
+            }) != 0;
     } else {
       bad = detail::for_each_item(shape.batch, per_item, [&](std::size_t i) -> int {
               const std::size_t base = i * per_item;
@@ -201,7 +211,7 @@ class ddim_sampler {
               if (mask != 0) return mask;
               x0_hook(x0, i, s.t);
               const Scalar bound = proc.threshold ? detail::threshold_bound<Scalar>(x0, *proc.threshold) : Scalar(0);
-              return detail::run_range<Scalar>(0, per_item, vectorize, update(q, true, bound));
+              return detail::run_range<Scalar>(0, per_item, vectorize, update(q, true, bound, detail::runtime_flags{}));
             }) < shape.batch;
     }
     if (bad) detail::fail_non_finite<Scalar>(k, s.t, io.model_output, 1, io.x_t, io.x_prev, shape);

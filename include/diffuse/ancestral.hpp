@@ -37,10 +37,12 @@ struct ancestral_step_coefficients {
   int t = 0;                  ///< timestep of this position
   int prev = -1;              ///< the next list entry, −1 after the last
   double alpha_bar_t = 0;     ///< ᾱ_t
-  double c1 = 0, c2 = 0;      ///< posterior mean coefficients μ̃ = c1·x̂0 + c2·x_t
+  double c1 = 0;              ///< posterior mean coefficient of x̂0: μ̃ = c1·x̂0 + c2·x_t
+  double c2 = 0;              ///< posterior mean coefficient of x_t: μ̃ = c1·x̂0 + c2·x_t
   double variance = 0;        ///< σ² of the fixed variance types (0 for the learned ones)
   double log_variance = 0;    ///< clipped log β̃ of this position (SPEC §11)
   double log_beta = 0;        ///< log β'_t, the upper end of learned_range
+  /// Linear maps from (x_t, model output) to x̂0 and ε̂ at ᾱ_t, for the configured prediction type.
   detail::prediction_coefficients pred;
 };
 
@@ -127,6 +129,10 @@ class ddpm_sampler {
   /// reads x_t, the model output and the noise, and writes x_prev (and x0 when given). Otherwise it makes
   /// a conversion pass and an update pass per item (the learned-variance update, with its log and exp per
   /// element, is scalar).
+  /// \param k       position in the timestep list, 0 <= k < num_steps()
+  /// \param io      the step's buffers: x_t, model output (2C channels for a learned variance) and x_prev,
+  ///                plus the noise when adds_noise(k), optionally x0 and a guidance gradient
+  /// \param shape   batch, channels and spatial size every buffer must match
   /// \param x0_hook optional callable `hook(std::span<Scalar> x0, std::size_t item, int t)` that may edit
   ///                one batch item's x̂0 in place before clipping or thresholding (e.g. inpainting masks);
   ///                with OpenMP it may run for several items at once.

@@ -37,12 +37,16 @@ struct ddim_options {
 
 /// The coefficients of one DDIM step, computed once in double.
 struct ddim_step_coefficients {
-  int t = 0, prev = -1;
-  double alpha_bar_t = 0, alpha_bar_prev = 0;
+  int t = 0;                 ///< timestep of this position
+  int prev = -1;             ///< the timestep it moves to (the next list entry), −1 after the last
+  double alpha_bar_t = 0;    ///< ᾱ_t
+  double alpha_bar_prev = 0; ///< ᾱ_p: ᾱ of `prev`; after the last entry 1 (set_alpha_to_one) or ᾱ_0
   double sigma = 0;          ///< σ_t = η·√((1 − ᾱ_p)/(1 − ᾱ_t))·√(1 − ᾱ_t/ᾱ_p)
   double direction = 0;      ///< √max(0, 1 − ᾱ_p − σ_t²): clamped, since rounding can take it just below 0
-  double sqrt_alpha_bar_prev = 0;
-  double sqrt_alpha_bar_t = 0, sqrt_one_minus_alpha_bar_t = 0;
+  double sqrt_alpha_bar_prev = 0;         ///< √ᾱ_p, the factor of x̂0 in x_p
+  double sqrt_alpha_bar_t = 0;            ///< √ᾱ_t: re-derives ε̂ from a processed x̂0, and x̂0 from a guided ε̂
+  double sqrt_one_minus_alpha_bar_t = 0;  ///< √(1 − ᾱ_t): the same conversions, and the guidance shift −√(1 − ᾱ_t)·g
+  /// Linear maps from (x_t, model output) to x̂0 and ε̂ at ᾱ_t, for the configured prediction type.
   detail::prediction_coefficients pred;
 };
 
@@ -96,13 +100,20 @@ class ddim_sampler {
     }
   }
 
+  /// Number of positions in the timestep list.
   int num_steps() const noexcept { return static_cast<int>(timesteps_.size()); }
+  /// The training timestep at position k.
   int timestep(int k) const { return coefficients(k).t; }
+  /// The descending timestep list.
   std::span<const int> timesteps() const noexcept { return timesteps_; }
+  /// Always 1: DDIM has no learned variance, so the model outputs C channels.
   std::size_t output_factor() const noexcept { return 1; }
   /// Whether the step at position k adds noise (σ_t > 0, i.e. η > 0 and not a final step to ᾱ = 1).
   bool adds_noise(int k) const { return coefficients(k).sigma > 0.0; }
+  /// The options it was built with.
   const ddim_options& options() const noexcept { return options_; }
+  /// The precomputed coefficients of position k.
+  /// \throws diffuse::error when k is not in [0, num_steps()).
   const ddim_step_coefficients& coefficients(int k) const {
     if (k < 0 || k >= num_steps())
       detail::fail(error_kind::argument, "step index ", k, " is out of range; expected 0 <= k < ", num_steps());
@@ -114,6 +125,10 @@ class ddim_sampler {
   /// Without an x̂0 hook or dynamic thresholding the step is one pass over memory: it reads x_t, the model
   /// output and the noise, and writes x_prev (and x0 when given). A hook or thresholding needs x̂0 of a
   /// whole item first, so the step then makes a conversion pass and an update pass per item.
+  /// \param k       position in the timestep list, 0 <= k < num_steps()
+  /// \param io      the step's buffers: x_t, model output and x_prev, plus the noise when adds_noise(k),
+  ///                optionally x0 and a guidance gradient
+  /// \param shape   batch, channels and spatial size every buffer must match
   /// \param x0_hook optional callable `hook(std::span<Scalar> x0, std::size_t item, int t)` that may edit
   ///                one batch item's x̂0 in place before clipping or thresholding (e.g. inpainting masks);
   ///                with OpenMP it may run for several items at once.
@@ -225,7 +240,7 @@ class ddim_sampler {
 
 /// Options of DDIM inversion.
 struct ddim_inversion_options {
-  prediction_type prediction = prediction_type::epsilon;
+  prediction_type prediction = prediction_type::epsilon;  ///< what the model predicts (epsilon, sample, v_prediction)
   double eta = 0.0;  ///< must be 0: inversion is defined only for the deterministic sampler
   bool check_finite = true;  ///< raise a [diffuse.numeric] error on a NaN or Inf (as ddim_options)
   bool vectorize = true;     ///< false runs the scalar reference loop (same bits)
@@ -240,6 +255,11 @@ struct ddim_inversion_options {
 /// result is the state at the highest entry, where ddim_sampler on the same list starts.
 class ddim_inversion {
  public:
+  /// \param schedule  the training noise schedule
+  /// \param timesteps a strictly descending list of training timesteps, as ddim_sampler takes it
+  /// \param options   prediction type, finite check, vectorisation
+  /// \throws diffuse::error for η ≠ 0, previous_x prediction, a list that does not fit the schedule or
+  ///         has fewer than 2 entries, or epsilon prediction at ᾱ_t = 0.
   ddim_inversion(const noise_schedule& schedule, std::vector<int> timesteps, ddim_inversion_options options = {})
       : options_(options), descending_(custom_timesteps(schedule.size(), std::move(timesteps))) {
     detail::check_ddim_prediction(options_.prediction);

@@ -33,8 +33,16 @@ DIFFUSE_BEGIN_NAMESPACE
 
 /// The Philox4x32-10 block function (Salmon et al., SC'11): 4 counter words and 2 key words to 4 words.
 struct philox4x32 {
-  std::uint32_t v[4];
+  std::uint32_t v[4];  ///< the 4 output words w0..w3
 
+  /// Runs the 10 rounds on counter (c0, c1, c2, c3) with key (k0, k1), the key bumped by the Weyl
+  /// constants each round after the first.
+  /// \param c0 counter word 0 (normal_generator: block index, low 32 bits)
+  /// \param c1 counter word 1 (block index, high 32 bits)
+  /// \param c2 counter word 2 (step)
+  /// \param c3 counter word 3 (sample)
+  /// \param k0 key word 0 (seed, low 32 bits)
+  /// \param k1 key word 1 (seed, high 32 bits)
   static constexpr philox4x32 generate(std::uint32_t c0, std::uint32_t c1, std::uint32_t c2, std::uint32_t c3,
                                        std::uint32_t k0, std::uint32_t k1) noexcept {
     constexpr std::uint64_t m0 = 0xD2511F53u, m1 = 0xCD9E8D57u;
@@ -288,6 +296,7 @@ std::size_t fill_blocks_vector(std::uint32_t k0, std::uint32_t k1, std::uint32_t
 /// \endcode
 class normal_generator {
  public:
+  /// The generator of one seed: its low and high 32 bits are the Philox key.
   explicit constexpr normal_generator(std::uint64_t seed) noexcept
       : k0_(static_cast<std::uint32_t>(seed)), k1_(static_cast<std::uint32_t>(seed >> 32)) {}
 

@@ -32,6 +32,7 @@ struct step_event {
 
 /// A callback that does nothing (the default): the compiler removes it.
 struct no_callback {
+  /// Ignores the step_event.
   template <class Event>
   void operator()(const Event&) const noexcept {}
 };
@@ -46,7 +47,12 @@ struct sample_options {
 /// Buffers reused across calls to sample(), so that a loop allocates nothing after its first use.
 template <class Scalar>
 struct sampling_workspace {
-  std::vector<Scalar> model_output, noise, x0, x_next, gradient;
+  std::vector<Scalar> model_output;  ///< the model's output at each step: output_factor·N·C·spatial elements
+  std::vector<Scalar> noise;         ///< the step's standard normal noise, N·C·spatial elements
+  std::vector<Scalar> x0;            ///< the x̂0 each step writes for the callback
+  std::vector<Scalar> x_next;        ///< the second state buffer, alternating with x so no step copies
+  std::vector<Scalar> gradient;      ///< the guidance gradient; sized only for guidance that needs one
+  /// Sizes model_output (numel·output_factor), noise and x0 (numel); keeps them when already the right size.
   void reserve(std::size_t numel, std::size_t output_factor) {
     if (model_output.size() != numel * output_factor) model_output.assign(numel * output_factor, Scalar(0));
     if (noise.size() != numel) noise.assign(numel, Scalar(0));
@@ -56,6 +62,7 @@ struct sampling_workspace {
 
 /// Noise stream numbers: step 0 is the initial noise x_T, position k of the loop draws stream k + 1.
 constexpr std::uint64_t initial_noise_stream = 0;
+/// The noise stream of loop position k: k + 1, after the initial noise's stream 0.
 constexpr std::uint64_t step_noise_stream(int k) noexcept { return static_cast<std::uint64_t>(k) + 1; }
 
 /// Fills x with the initial noise x_T of samples first_sample … first_sample + N − 1.
@@ -72,6 +79,9 @@ void fill_initial_noise(std::span<Scalar> x, const sample_shape& shape, std::uin
 ///                 adds_noise and step)
 /// \param model    any Denoiser: `model(std::span<const Scalar> x_t, int t, std::span<Scalar> out)`
 /// \param x        in: the starting sample (x_T, e.g. from fill_initial_noise); out: the result
+/// \param shape    batch, channels and spatial size of x
+/// \param options  seed, first_sample and start_index of the loop
+/// \param workspace buffers reused across calls; sized on first use
 /// \param callback called after every step with a step_event<Scalar>
 /// \param guidance hooks between the model call and the update, from diffuse::guidance(h1, h2, ...)
 /// \throws diffuse::error on shape mismatches or a model that returns the wrong number of elements.

@@ -28,6 +28,7 @@ struct step_buffers {
 
 /// The default x̂0 hook: leaves x̂0 as the model gave it.
 struct no_x0_hook {
+  /// Ignores one item's x̂0, its batch index and its timestep.
   template <class Span>
   void operator()(Span, std::size_t, int) const noexcept {}
 };

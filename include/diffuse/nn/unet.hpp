@@ -53,6 +53,20 @@ class weight_reader {
   /// No file: parameters drawn at random (PyTorch-like scales), for benchmarks and tests.
   explicit weight_reader(std::uint64_t seed) : rng_(seed) {}
 
+  /// Checks that the file holds `name` with this shape (nothing to check for random weights). Called
+  /// before a layer allocates its parameters, so that a config.json claiming huge layers next to a small
+  /// weight file fails on the first missing tensor instead of allocating what the config claims.
+  void expect(const std::string& name, const std::vector<std::int64_t>& shape) const {
+    if (!file_) return;
+    if (!file_->contains(name))
+      diffuse::detail::fail(error_kind::model, "weights ", file_->origin(), " lack tensor \"", name, "\" of shape ", shape_text(shape),
+                            "; expected a checkpoint of the architecture config.json describes");
+    const tensor_info& info = file_->info(name);
+    if (info.shape != shape)
+      diffuse::detail::fail(error_kind::model, "tensor \"", name, "\" in ", file_->origin(), " has shape ", shape_text(info.shape), "; expected ",
+                            shape_text(shape), " for the architecture config.json describes");
+  }
+
   template <class S>
   void read(const std::string& name, std::vector<std::int64_t> shape, S* dst) {
     std::size_t count = 1;
@@ -62,14 +76,8 @@ class weight_reader {
       fill_random(name, shape, dst);
       return;
     }
+    expect(name, shape);
     const safetensors_file& file_ = *this->file_;
-    if (!file_.contains(name))
-      diffuse::detail::fail(error_kind::model, "weights ", file_.origin(), " lack tensor \"", name, "\" of shape ", shape_text(shape),
-                            "; expected a checkpoint of the architecture config.json describes");
-    const tensor_info& info = file_.info(name);
-    if (info.shape != shape)
-      diffuse::detail::fail(error_kind::model, "tensor \"", name, "\" in ", file_.origin(), " has shape ", shape_text(info.shape), "; expected ",
-                            shape_text(shape), " for the architecture config.json describes");
     std::size_t n = 1;
     for (auto d : shape) n *= static_cast<std::size_t>(d);
     file_.read_into<S>(name, std::span<S>(dst, n));
@@ -78,6 +86,8 @@ class weight_reader {
 
   template <class S>
   linear<S> read_linear(const std::string& p, int in, int out) {
+    expect(p + ".weight", {out, in});
+    expect(p + ".bias", {out});
     linear<S> l;
     l.weight.resize(out, in);
     l.bias.resize(out);
@@ -95,6 +105,8 @@ class weight_reader {
     c.stride = stride;
     const int pd = pad < 0 ? k / 2 : pad;
     c.pad_top = c.pad_left = c.pad_bottom = c.pad_right = pd;
+    expect(p + ".weight", {out, in, k, k});
+    expect(p + ".bias", {out});
     c.weight.resize(out, static_cast<Eigen::Index>(in) * k * k);
     c.bias.resize(out);
     read(p + ".weight", {out, in, k, k}, c.weight.data());
@@ -105,6 +117,8 @@ class weight_reader {
 
   template <class S>
   group_norm<S> read_norm(const std::string& p, int channels, int groups, double eps) {
+    expect(p + ".weight", {channels});
+    expect(p + ".bias", {channels});
     group_norm<S> g;
     g.groups = groups;
     g.eps = eps;
@@ -380,6 +394,7 @@ class unet2d {
     time_1_ = r.read_linear<S>("time_embedding.linear_1", boc[0], T);
     time_2_ = r.read_linear<S>("time_embedding.linear_2", T, T);
     if (class_conditional()) {
+      r.expect("class_embedding.weight", {*cfg_.num_class_embeds, T});
       class_embedding_.resize(*cfg_.num_class_embeds, T);
       r.read("class_embedding.weight", {*cfg_.num_class_embeds, T}, class_embedding_.data());
     }

@@ -152,7 +152,7 @@ cfg = model.config
 x = torch.full((1, cfg["in_channels"], cfg["sample_size"], cfg["sample_size"]), 0.5)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 with torch.inference_mode():
-    model(x, torch.full((1,), 500.0))
+    model(x, torch.full((1,), 500.0), torch.full((1,), 3, dtype=torch.long) if cfg["num_class_embeds"] else None)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before, before)
 """
     env = dict(os.environ)

@@ -1,7 +1,7 @@
-# Compiles a consumer with `<c++> $(pkg-config --cflags diffuse) main.cpp` against an installed
+# Compiles a consumer with `<c++> $(pkg-config --cflags diffuse) consumer.cpp` against an installed
 # prefix (PKG_CONFIG_PATH=<prefix>/share/pkgconfig) and runs it; checks the .pc file's version and
 # flags, and that it follows the prefix when the tree is moved. Prints "SKIPPED" without pkg-config.
-#   -DPREFIX=<install prefix> -DCXX_COMPILER=... -DSOURCE=<main.cpp> -DBINARY_DIR=<work dir>
+#   -DPREFIX=<install prefix> -DCXX_COMPILER=... -DSOURCE=<consumer.cpp> -DBINARY_DIR=<work dir>
 cmake_minimum_required(VERSION 3.20)  # script mode: the policies of the project (IN_LIST, ...)
 include("${CMAKE_CURRENT_LIST_DIR}/common.cmake")
 diffuse_require(PREFIX CXX_COMPILER SOURCE BINARY_DIR)

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "diffuse/detail/json.hpp"
 #include "diffuse/error.hpp"
 #include "diffuse/posterior.hpp"
 #include "diffuse/schedule.hpp"
@@ -55,20 +56,7 @@ struct scheduler_config {
   static scheduler_config from_json(const std::string& text, const std::string& origin = "scheduler_config.json") {
     using nlohmann::json;
     auto bad = [&](const std::string& s) { detail::fail(error_kind::io, origin, ": ", s); };
-    json j;
-    // Deep values are refused, not dropped: the callback discards them, which would otherwise turn a
-    // hostile "[[[[…" into null or an option into an empty list without a word.
-    int depth_seen = 0;
-    try {
-      j = json::parse(text, [&](int depth, json::parse_event_t, json&) {
-        depth_seen = std::max(depth_seen, depth);
-        return depth <= 8;
-      });
-    } catch (const json::exception& e) {
-      if (depth_seen > 8) bad("JSON nests deeper than 8 levels; expected a flat object of scheduler options");
-      bad(detail::cat("not valid JSON (", e.what(), ")"));
-    }
-    if (depth_seen > 8) bad("JSON nests deeper than 8 levels; expected a flat object of scheduler options");
+    json j = detail::parse_config_json(text, "scheduler options", bad);
     if (!j.is_object()) bad("expected a JSON object of scheduler options");
     auto number = [&](const char* key, double fallback) {
       if (!j.contains(key) || j[key].is_null()) return fallback;

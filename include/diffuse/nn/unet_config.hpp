@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "diffuse/detail/json.hpp"
 #include "diffuse/error.hpp"
 
 namespace diffuse {
@@ -169,19 +170,7 @@ inline unet_config unet_config::from_json(const std::string& text, const std::st
   using nlohmann::json;
   using detail::cat;
   auto bad = [&](const std::string& s) { detail::bad_config(origin, s); };
-  json j;
-  int depth_seen = 0;
-  try {
-    j = json::parse(text, [&](int depth, json::parse_event_t, json&) {
-      depth_seen = std::max(depth_seen, depth);
-      return depth <= 8;
-    });
-  } catch (const json::exception& e) {
-    // An unclosed "[[[[…" fails as JSON too, but its depth is the reason worth reporting.
-    if (depth_seen > 8) bad("JSON nests deeper than 8 levels; expected a flat object of options");
-    bad(cat("not valid JSON (", e.what(), ")"));
-  }
-  if (depth_seen > 8) bad("JSON nests deeper than 8 levels; expected a flat object of options");
+  json j = detail::parse_config_json(text, "options", bad);
   if (!j.is_object()) bad("expected a JSON object of UNet2DModel options");
   if (j.contains("_class_name") && j["_class_name"] != "UNet2DModel")
     bad(cat("_class_name is ", j["_class_name"].dump(), "; expected \"UNet2DModel\""));

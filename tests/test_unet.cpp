@@ -247,10 +247,14 @@ TEST_CASE_TEMPLATE("direct convolution kernel equals the direct sum; accumulate;
   std::mt19937 rng(11);
   std::normal_distribution<double> nd;
   const int L = diffuse::nn::simd_lanes<S>;
-  // Widths of 1, 2 and 5 SIMD vectors (tiles of 3 vectors with 1- and 2-vector remainders), output
-  // channel counts that fill 1..2 blocks of 4 partially.
-  for (auto [k, in, out, h, wv] : std::vector<std::array<int, 5>>{{3, 3, 5, 5, 1}, {3, 7, 4, 3, 2}, {1, 6, 9, 4, 5}, {3, 2, 1, 7, 5}}) {
-    const int w = wv * L, n = 2;
+  // Widths of 1, 2 and 5 SIMD vectors (tiles of several vectors with remainders), output channel counts
+  // that fill one or two blocks of the register tile's rows (4 or 8) partially, and images narrower than a vector or of odd width, whose
+  // vectors span rows (h·w a multiple of the vector, w not).
+  const int half = std::max(1, L / 2);
+  for (auto [k, in, out, h, w] : std::vector<std::array<int, 5>>{
+           {3, 3, 5, 5, L}, {3, 7, 4, 3, 2 * L}, {1, 6, 9, 4, 5 * L}, {3, 2, 1, 7, 5 * L}, {3, 5, 6, 2 * L / half, half},
+           {3, 4, 3, L, 3}, {1, 3, 5, L, 3}}) {
+    const int n = 2;
     diffuse::nn::conv2d<S> c;
     c.in = in;
     c.out = out;
@@ -261,7 +265,7 @@ TEST_CASE_TEMPLATE("direct convolution kernel equals the direct sum; accumulate;
     for (Eigen::Index i = 0; i < c.weight.size(); ++i) c.weight.data()[i] = static_cast<S>(nd(rng));
     for (int i = 0; i < out; ++i) c.bias[i] = static_cast<S>(nd(rng));
     c.pack();
-    REQUIRE(c.uses_direct_kernel(w));
+    REQUIRE(c.uses_direct_kernel(h, w));
     std::vector<S> x(static_cast<std::size_t>(n) * in * h * w), base(static_cast<std::size_t>(n) * out * h * w);
     for (auto& v : x) v = static_cast<S>(nd(rng));
     for (auto& v : base) v = static_cast<S>(nd(rng));

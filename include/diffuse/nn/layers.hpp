@@ -16,6 +16,7 @@
 #include <span>
 #include <vector>
 
+#include "diffuse/detail/fma.hpp"
 #include "diffuse/error.hpp"
 #include "diffuse/nn/direct_conv.hpp"
 
@@ -64,7 +65,9 @@ inline int thread_index() noexcept {
 /// so that Eigen's products inside never start threads of their own (they check for an enclosing team).
 template <class F>
 void parallel_for(std::ptrdiff_t n, F&& f) {
+#if defined(_OPENMP)
 #pragma omp parallel for schedule(static)
+#endif
   for (std::ptrdiff_t i = 0; i < n; ++i) f(i);
 }
 
@@ -124,9 +127,9 @@ struct conv2d {
       for (std::ptrdiff_t t = 0; t < packed.taps; ++t)
         packed.values[(static_cast<std::size_t>(o / R) * packed.taps + t) * R + o % R] = weight(o, t);
   }
-  /// Whether conv2d_forward takes the direct kernel for inputs `w` pixels wide: the weights are packed
-  /// and every SIMD vector of output pixels lies in one image row.
-  bool uses_direct_kernel(int w) const { return !packed.empty() && w % simd_lanes<S> == 0; }
+  /// Whether conv2d_forward takes the direct kernel for h×w inputs: the weights are packed and the
+  /// output planes are whole SIMD vectors.
+  bool uses_direct_kernel(int h, int w) const { return !packed.empty() && (static_cast<std::ptrdiff_t>(h) * w) % simd_lanes<S> == 0; }
 };
 
 /// Scratch elements conv2d_forward needs for a batch of n at h×w on `threads` threads.
@@ -136,7 +139,10 @@ std::size_t conv2d_scratch(const conv2d<S>& c, int n, int h, int w, int threads)
   // smaller one that takes the other path.
   const std::size_t im2col = c.scratch_size() * static_cast<std::size_t>(threads);
   if (c.packed.empty() || c.kernel == 1) return im2col;
-  return std::max(im2col, static_cast<std::size_t>(n) * c.in * (h + c.kernel - 1) * (w + c.kernel - 1));
+  // The direct kernel's k shifted copies of the zero-bordered input, plus room to align them.
+  const std::size_t bordered = w % simd_lanes<S> == 0 ? static_cast<std::size_t>(w + c.kernel - 1)
+                                                      : static_cast<std::size_t>(c.kernel) * w;
+  return std::max(im2col, static_cast<std::size_t>(n) * c.in * (h + c.kernel - 1) * bordered + detail::alignment_slack<S>);
 }
 
 /// Group normalisation's affine parameters and geometry.
@@ -199,37 +205,53 @@ template <class S, int K>
 void conv2d_direct(const conv2d<S>& c, const S* x, int n, int h, int w, S* y, std::span<S> scratch, bool accumulate) {
   constexpr int R = packed_conv_weights<S>::rows, pad = K / 2;
   const int L = simd_lanes<S>;
-  const std::ptrdiff_t P = static_cast<std::ptrdiff_t>(h) * w, row = w + 2 * pad, plane = row * (h + 2 * pad);
-  // The zero-bordered copy of the input (a 1×1 kernel reads the input itself).
+  const std::ptrdiff_t P = static_cast<std::ptrdiff_t>(h) * w;
+  // The input the kernel reads, per (item, channel): when every SIMD vector of output pixels lies in
+  // one image row, the zero-bordered image ((h + 2·pad) rows of w + 2·pad), the tap column kx one element
+  // to the right of kx − 1. Otherwise (images narrower than a vector, e.g. 8×8 on AVX-512) K copies of
+  // the zero-bordered planes, copy kx shifted left by kx columns, each (h + 2·pad) rows of exactly w
+  // values: a vector may then span rows, since the shifted copies put each tap's zeros in place. A 1×1
+  // kernel reads the input itself.
+  const bool rows_fit = w % L == 0;
+  const std::ptrdiff_t row = rows_fit ? w + 2 * pad : w;
+  const std::ptrdiff_t tap = rows_fit ? 1 : static_cast<std::ptrdiff_t>(h + 2 * pad) * w;
+  const std::ptrdiff_t in_plane = pad == 0 ? P : rows_fit ? row * (h + 2 * pad) : K * tap;
   const S* src = x;
   if (pad > 0) {
-    S* padded = scratch.data();
+    S* padded = aligned_scratch(scratch);
     parallel_for(static_cast<std::ptrdiff_t>(n) * c.in, [&](std::ptrdiff_t pl) {
-      S* dst = padded + pl * plane;
       const S* from = x + pl * P;
-      std::fill(dst, dst + row * pad, S(0));
-      for (int i = 0; i < h; ++i) {
-        S* d = dst + (i + pad) * row;
-        std::fill(d, d + pad, S(0));
-        std::copy(from + static_cast<std::ptrdiff_t>(i) * w, from + static_cast<std::ptrdiff_t>(i + 1) * w, d + pad);
-        std::fill(d + pad + w, d + row, S(0));
+      for (int kx = 0; kx < (rows_fit ? 1 : K); ++kx) {
+        // Column j of this copy holds input column j + shift.
+        const int shift = rows_fit ? -pad : kx - pad, width = static_cast<int>(row);
+        S* dst = padded + pl * in_plane + kx * tap;
+        std::fill(dst, dst + pad * row, S(0));
+        std::fill(dst + (h + pad) * row, dst + (h + 2 * pad) * row, S(0));
+        const int lo = std::max(0, -shift), hi = std::min(width, w - shift);
+        for (int i = 0; i < h; ++i) {
+          S* d = dst + (i + pad) * row;
+          const S* f = from + static_cast<std::ptrdiff_t>(i) * w + shift;
+          std::fill(d, d + lo, S(0));
+          std::copy(f + lo, f + hi, d + lo);
+          std::fill(d + hi, d + width, S(0));
+        }
       }
-      std::fill(dst + (h + pad) * row, dst + plane, S(0));
     });
     src = padded;
   }
-  // Tiles of up to 3 vectors of L output pixels, each vector inside one row; tasks (item, tile, block)
-  // with the block innermost, so consecutive tasks reuse the input tile from cache.
-  constexpr int V = 2;
+  // Tiles of V vectors of L output pixels; tasks (item, tile, block), ordered so that consecutive tasks
+  // share either the input tile or the weight block in cache (direct_tile::tile_innermost).
+  constexpr int V = direct_tile<S>::vectors;
   const std::ptrdiff_t vectors = P / L, tiles = (vectors + V - 1) / V, blocks = c.packed.blocks;
-  const std::ptrdiff_t in_plane = pad > 0 ? plane : P;
   parallel_for(static_cast<std::ptrdiff_t>(n) * tiles * blocks, [&](std::ptrdiff_t task) {
-    const std::ptrdiff_t block = task % blocks, tile = (task / blocks) % tiles, item = task / (blocks * tiles);
+    const std::ptrdiff_t item = task / (blocks * tiles), rest = task % (blocks * tiles);
+    const std::ptrdiff_t tile = direct_tile<S>::tile_innermost ? rest % tiles : rest / blocks;
+    const std::ptrdiff_t block = direct_tile<S>::tile_innermost ? rest / tiles : rest % blocks;
     std::ptrdiff_t in_vec[V], out_vec[V];
     const int count = static_cast<int>(std::min<std::ptrdiff_t>(V, vectors - tile * V));
     for (int v = 0; v < count; ++v) {
-      const std::ptrdiff_t p = (tile * V + v) * L, oy = p / w, ox = p % w;
-      in_vec[v] = oy * row + ox;
+      const std::ptrdiff_t p = (tile * V + v) * L;
+      in_vec[v] = rows_fit ? p / w * row + p % w : p;
       out_vec[v] = p;
     }
     const S* xi = src + item * c.in * in_plane;
@@ -237,11 +259,15 @@ void conv2d_direct(const conv2d<S>& c, const S* x, int n, int h, int w, S* y, st
     const int first = static_cast<int>(block) * R, valid = std::min(R, c.out - first);
     S* yb = y + (item * c.out + first) * P;
     const S* bias = c.bias.data() + first;
-    switch (count) {
-      case 3: direct_conv_tile<S, K, 3>(xi, c.in, in_plane, row, wb, bias, valid, in_vec, out_vec, yb, P, accumulate); break;
-      case 2: direct_conv_tile<S, K, 2>(xi, c.in, in_plane, row, wb, bias, valid, in_vec, out_vec, yb, P, accumulate); break;
-      default: direct_conv_tile<S, K, 1>(xi, c.in, in_plane, row, wb, bias, valid, in_vec, out_vec, yb, P, accumulate); break;
-    }
+    const auto run = [&]<int Vectors>() {
+      direct_conv_tile<S, K, Vectors>(xi, c.in, in_plane, row, tap, wb, bias, valid, in_vec, out_vec, yb, P, accumulate);
+    };
+    if (count == V) run.template operator()<V>();
+    else if constexpr (V >= 3) {
+      if (count == 2) run.template operator()<2>();
+      else run.template operator()<1>();
+    } else
+      run.template operator()<1>();
   });
 }
 
@@ -252,7 +278,7 @@ void conv2d_direct(const conv2d<S>& c, const S* x, int n, int h, int w, S* y, st
 /// thread. With `accumulate`, y += conv(x).
 template <class S>
 void conv2d_forward(const conv2d<S>& c, const S* x, int n, int h, int w, S* y, std::span<S> scratch, bool accumulate = false) {
-  if (c.uses_direct_kernel(w)) {
+  if (c.uses_direct_kernel(h, w)) {
     if (c.kernel == 3) detail::conv2d_direct<S, 3>(c, x, n, h, w, y, scratch, accumulate);
     else detail::conv2d_direct<S, 1>(c, x, n, h, w, y, scratch, accumulate);
     return;
@@ -321,7 +347,7 @@ double sum_squared_deviation(const S* x, std::ptrdiff_t n, S a, double mean) {
   std::ptrdiff_t p = 0;
   for (; p + L <= n; p += L) {
     const batch d = (batch::load_unaligned(x + p) + va) - vm;
-    acc = xsimd::fma(d, d, acc);
+    acc = diffuse::detail::fused_multiply_add(d, d, acc);
   }
   alignas(64) S lanes[L];
   acc.store_aligned(lanes);
@@ -343,12 +369,12 @@ void shifted_affine(const S* x, std::ptrdiff_t n, S a, S mul, S off, bool apply_
   std::ptrdiff_t p = 0;
   if (apply_silu) {
     for (; p + L <= n; p += L) {
-      const batch v = xsimd::fma(batch::load_unaligned(x + p) + va, vmul, voff);
+      const batch v = diffuse::detail::fused_multiply_add(batch::load_unaligned(x + p) + va, vmul, voff);
       (v / (one + xsimd::exp(-v))).store_unaligned(y + p);
     }
     for (; p < n; ++p) y[p] = silu(S((x[p] + a) * mul + off));
   } else {
-    for (; p + L <= n; p += L) xsimd::fma(batch::load_unaligned(x + p) + va, vmul, voff).store_unaligned(y + p);
+    for (; p + L <= n; p += L) diffuse::detail::fused_multiply_add(batch::load_unaligned(x + p) + va, vmul, voff).store_unaligned(y + p);
     for (; p < n; ++p) y[p] = (x[p] + a) * mul + off;
   }
 }

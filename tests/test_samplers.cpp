@@ -17,19 +17,7 @@
 #include <omp.h>
 #endif
 
-// Counting allocator: every operator new in this program goes through here. (GCC cannot see that the
-// matching delete frees what this new mallocs.)
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-namespace {
-std::atomic<long> g_allocations{0};
-}
-void* operator new(std::size_t n) {
-  ++g_allocations;
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+#include "counting_new.hpp"
 
 using namespace diffuse;
 
@@ -313,11 +301,11 @@ TEST_CASE("the sampling loop allocates nothing after its first use") {
   fill_initial_noise<float>(x, shape, 1);
   sample(ddpm, model, std::span<float>(x), shape, {.seed = 1}, ws);  // warm-up: workspace and scratch grow here
   sample(ddim, model, std::span<float>(x), shape, {.seed = 1}, ws);
-  const long before = g_allocations.load();
+  const long before = test::allocations();
   int steps = 0;
   sample(ddpm, model, std::span<float>(x), shape, {.seed = 2}, ws, [&](const step_event<float>&) { ++steps; });
   sample(ddim, model, std::span<float>(x), shape, {.seed = 2}, ws);
-  CHECK(g_allocations.load() - before == 0);
+  CHECK(test::allocations() - before == 0);
   CHECK(steps == 25);
 }
 

@@ -140,20 +140,28 @@ def torch_ddim_cfg(model, steps=50, n=16, scale=2.0):
 
 
 def torch_forward_rss(which):
-    """Growth of the peak RSS (MB) over one forward at batch 1, after the model is built."""
+    """(peak RSS MB during one forward at batch 1 on one thread, its growth over the RSS just before),
+    in a fresh process, with the peak reset after the model is built (/proc/self/clear_refs, Linux)."""
     code = f"""
-import resource, sys, torch
+import sys, torch
 sys.path.insert(0, {HERE!r})
 from compare_unet import SHAPES
 from torch_unet import UNet2DModel
+def status(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return float(line.split()[1]) / 1024
 torch.set_num_threads(1)
 model = UNet2DModel(SHAPES[{which}][1]).eval()
 cfg = model.config
 x = torch.full((1, cfg["in_channels"], cfg["sample_size"], cfg["sample_size"]), 0.5)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+t = torch.full((1,), 500.0)
+y = torch.full((1,), 3, dtype=torch.long) if cfg["num_class_embeds"] else None
+open("/proc/self/clear_refs", "w").write("5")
+before = status("VmRSS")
 with torch.inference_mode():
-    model(x, torch.full((1,), 500.0), torch.full((1,), 3, dtype=torch.long) if cfg["num_class_embeds"] else None)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before, before)
+    model(x, t, y)
+print(status("VmHWM"), status("VmHWM") - before)
 """
     env = dict(os.environ)
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env).stdout.split()
@@ -203,16 +211,17 @@ def main():
             theirs = median_ms(torch_ddim_cfg(model), max(3, args.repetitions // 2), warmup=1, min_seconds=0)
             print(f"| {threads} | {ours / 1e3:.2f} | {theirs / 1e3:.2f} | {theirs / ours:.2f}x |", flush=True)
 
-        print("\nMemory: growth of the peak RSS over one forward at batch 1 (after the model is loaded)\n")
-        print("| shape | diffuse MB | PyTorch MB |")
-        print("|---|---|---|")
+        print("\nMemory: one forward at batch 1 on one thread, each in a fresh process (peak RSS during the forward,")
+        print("and its growth over the RSS just before it; the peak is reset after the model is built)\n")
+        print("| shape | diffuse peak MB | PyTorch peak MB | ratio | diffuse growth MB | PyTorch growth MB | diffuse growth on a 2nd forward |")
+        print("|---|---|---|---|---|---|---|")
         for which in shapes:
             out = subprocess.run([args.bench, f"--benchmark_filter=BM_forward_memory/shape:{which}/", "--benchmark_format=json"],
                                  check=True, capture_output=True, text=True).stdout
-            ours = json.loads(out)["benchmarks"][0]["forward_MB"]
-            theirs, _ = torch_forward_rss(which)
-            print(f"| {SHAPES[which][0]} | {ours:.1f} | {theirs:.1f} |", flush=True)
-
+            ours = json.loads(out)["benchmarks"][0]
+            theirs_peak, theirs_growth = torch_forward_rss(which)
+            print(f"| {SHAPES[which][0]} | {ours['peak_MB']:.1f} | {theirs_peak:.1f} | {ours['peak_MB'] / theirs_peak:.2f} | "
+                  f"{ours['forward_MB']:.1f} | {theirs_growth:.1f} | {ours['repeat_MB']:.1f} |", flush=True)
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,111 @@
+// A UNet forward allocates nothing after the first one at a given batch size: neither through operator
+// new (std::vector and the like, counted by counting_new.hpp) nor inside Eigen, whose matrix products
+// may take heap buffers for their blocking (EIGEN_RUNTIME_NO_MALLOC makes every Eigen heap allocation
+// check a flag, and the eigen_assert below counts the ones made while the flag is off).
+#include <atomic>
+
+namespace test {
+inline std::atomic<long> eigen_heap_allocations{0};
+}  // namespace test
+#define EIGEN_RUNTIME_NO_MALLOC
+#define eigen_assert(x) ((x) ? void(0) : void(++test::eigen_heap_allocations))
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "counting_new.hpp"
+#include "diffuse/nn/unet.hpp"
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+namespace {
+
+// The shipped digits model's shape (class-conditional, attention at 8×8) and a small unconditional one
+// with attention at 16×16, stride-2 downsampling and scale-shift time conditioning.
+diffuse::unet_config config(bool digits) {
+  diffuse::unet_config c;
+  if (digits) {
+    c.sample_height = c.sample_width = 16;
+    c.in_channels = c.out_channels = 1;
+    c.block_out_channels = {32, 64};
+    c.down_block_types = {"DownBlock2D", "AttnDownBlock2D"};
+    c.up_block_types = {"AttnUpBlock2D", "UpBlock2D"};
+    c.attention_head_dim = 16;
+    c.norm_num_groups = 8;
+    c.num_class_embeds = 11;
+  } else {
+    c.sample_height = c.sample_width = 32;
+    c.in_channels = c.out_channels = 3;
+    c.block_out_channels = {32, 64};
+    c.down_block_types = {"AttnDownBlock2D", "DownBlock2D"};
+    c.up_block_types = {"UpBlock2D", "AttnUpBlock2D"};
+    c.norm_num_groups = 8;
+    c.time_scale_shift = diffuse::time_conditioning::scale_shift;
+  }
+  return c;
+}
+
+}  // namespace
+
+namespace {
+
+struct counts {
+  long operator_new = 0;  // allocations through operator new (std::vector and the like)
+  long eigen_heap = 0;    // heap allocations inside Eigen (its matrix products' blocking buffers)
+};
+
+// Allocations made by three forwards at batch 3 after a first one sized the workspace, with 1 … max
+// threads; the worst thread count.
+counts forward_allocations(bool digits) {
+  auto net = diffuse::nn::unet2d<float>::random(config(digits), 7);
+  const auto size = net.sample_size();
+  const int batch = 3;
+  const std::size_t per = static_cast<std::size_t>(size.height) * size.width;
+  std::vector<float> x(batch * net.config().in_channels * per, 0.25f), out(batch * net.config().out_channels * per);
+  std::vector<double> t{10.0, 500.0, 990.0};
+  std::vector<int> labels(net.class_conditional() ? batch : 0, 4);
+#if defined(_OPENMP)
+  const int threads = omp_get_max_threads();
+#else
+  const int threads = 1;
+#endif
+  counts worst;
+  for (int used = 1; used <= threads; ++used) {
+#if defined(_OPENMP)
+    omp_set_num_threads(used);
+#endif
+    net.forward(x, batch, size, t, labels, out);  // sizes the workspace
+    const long before = test::allocations(), eigen_before = test::eigen_heap_allocations.load();
+    Eigen::internal::set_is_malloc_allowed(false);
+    for (int repeat = 0; repeat < 3; ++repeat) net.forward(x, batch, size, t, labels, out);
+    Eigen::internal::set_is_malloc_allowed(true);
+    worst.operator_new = std::max(worst.operator_new, test::allocations() - before);
+    worst.eigen_heap = std::max(worst.eigen_heap, test::eigen_heap_allocations.load() - eigen_before);
+  }
+#if defined(_OPENMP)
+  omp_set_num_threads(threads);
+#endif
+  return worst;
+}
+
+}  // namespace
+
+TEST_CASE("a UNet forward allocates nothing after the first at the same batch size, on every thread count") {
+  const counts digits = forward_allocations(true);
+  CHECK(digits.operator_new == 0);
+  CHECK(digits.eigen_heap == 0);
+  const counts larger = forward_allocations(false);
+  CHECK(larger.operator_new == 0);
+}
+
+// Known gap, kept as a test that must fail so that it is noticed when it closes: Eigen's general matrix
+// product takes heap buffers for its packed panels when they exceed EIGEN_STACK_ALLOCATION_LIMIT (128 KB),
+// which the attention products at 32×32 (1024 × 1024 scores) do; about 87 malloc/free pairs per forward
+// of this configuration. The digits model stays under the limit (the test above).
+TEST_CASE("attention at 32×32 still allocates inside Eigen's matrix products" * doctest::should_fail()) {
+  CHECK(forward_allocations(false).eigen_heap == 0);
+}

@@ -13,6 +13,7 @@ inline std::atomic<long> eigen_heap_allocations{0};
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <string>
 #include <vector>
 
 #include "counting_new.hpp"
@@ -24,28 +25,18 @@ inline std::atomic<long> eigen_heap_allocations{0};
 
 namespace {
 
-// The shipped digits model's shape (class-conditional, attention at 8×8) and a small unconditional one
-// with attention at 16×16, stride-2 downsampling and scale-shift time conditioning.
+// The shipped digits model's configuration (class-conditional, attention at 8×8), or a small
+// unconditional one with attention at 32×32 and scale-shift time conditioning.
 diffuse::unet_config config(bool digits) {
+  if (digits) return diffuse::unet_config::load(std::string(DIFFUSE_SOURCE_DIR) + "/models/digits/config.json");
   diffuse::unet_config c;
-  if (digits) {
-    c.sample_height = c.sample_width = 16;
-    c.in_channels = c.out_channels = 1;
-    c.block_out_channels = {32, 64};
-    c.down_block_types = {"DownBlock2D", "AttnDownBlock2D"};
-    c.up_block_types = {"AttnUpBlock2D", "UpBlock2D"};
-    c.attention_head_dim = 16;
-    c.norm_num_groups = 8;
-    c.num_class_embeds = 11;
-  } else {
-    c.sample_height = c.sample_width = 32;
-    c.in_channels = c.out_channels = 3;
-    c.block_out_channels = {32, 64};
-    c.down_block_types = {"AttnDownBlock2D", "DownBlock2D"};
-    c.up_block_types = {"UpBlock2D", "AttnUpBlock2D"};
-    c.norm_num_groups = 8;
-    c.time_scale_shift = diffuse::time_conditioning::scale_shift;
-  }
+  c.sample_height = c.sample_width = 32;
+  c.in_channels = c.out_channels = 3;
+  c.block_out_channels = {32, 64};
+  c.down_block_types = {"AttnDownBlock2D", "DownBlock2D"};
+  c.up_block_types = {"UpBlock2D", "AttnUpBlock2D"};
+  c.norm_num_groups = 8;
+  c.time_scale_shift = diffuse::time_conditioning::scale_shift;
   return c;
 }
 

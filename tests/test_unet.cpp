@@ -331,6 +331,62 @@ TEST_CASE("group norm: each group has mean beta and spread gamma; the time-embed
   }
 }
 
+TEST_CASE_TEMPLATE("a group norm writing the next convolution's bordered input gives the unfused pair's bits", S, float, double) {
+  // The UNet lets a group norm write the zero-bordered layout the direct 3×3 kernel reads, instead of
+  // the kernel copying it: the same operations on the same values, so the outputs are identical, garbage
+  // left in the buffer included (every border element must be rewritten). Rows of whole vectors (one
+  // bordered copy) and images narrower than a vector or of odd width (three shifted copies).
+  std::mt19937 rng(5);
+  std::normal_distribution<double> nd;
+  const int L = diffuse::nn::simd_lanes<S>, n = 2, in = 8, out = 5, half = std::max(1, L / 2);
+  diffuse::nn::group_norm<S> g;
+  g.groups = 4;
+  g.eps = 1e-5;
+  g.weight.resize(in);
+  g.bias.resize(in);
+  for (int c = 0; c < in; ++c) g.weight[c] = static_cast<S>(1 + 0.1 * nd(rng)), g.bias[c] = static_cast<S>(0.1 * nd(rng));
+  diffuse::nn::conv2d<S> c;
+  c.in = in;
+  c.out = out;
+  c.weight.resize(out, in * 9);
+  c.bias.resize(out);
+  for (Eigen::Index i = 0; i < c.weight.size(); ++i) c.weight.data()[i] = static_cast<S>(nd(rng));
+  for (int i = 0; i < out; ++i) c.bias[i] = static_cast<S>(nd(rng));
+  c.pack();
+  for (auto [h, w, copies] : std::vector<std::array<int, 3>>{{3, 2 * L, 1}, {2 * L / half, half, L > 1 ? 3 : 1}, {L, 3, L % 3 ? 3 : 1}}) {
+    CAPTURE(h);
+    CAPTURE(w);
+    const auto layout = c.bordered_input(h, w);
+    REQUIRE(layout.active());
+    CHECK(layout.copies == copies);
+    std::vector<S> x(static_cast<std::size_t>(n) * in * h * w), shift(static_cast<std::size_t>(n) * in);
+    for (auto& v : x) v = static_cast<S>(nd(rng));
+    for (auto& v : shift) v = static_cast<S>(nd(rng));
+    const diffuse::nn::norm_epilogue<S> e{.add = shift.data(), .stride = in, .silu = true};
+    // Unfused: norm into a plain buffer, then the convolution with its own bordered copy.
+    std::vector<S> normed(x.size()), scratch(diffuse::nn::conv2d_scratch(c, n, h, w, diffuse::nn::max_threads()), S(7));
+    std::vector<S> unfused(static_cast<std::size_t>(n) * out * h * w);
+    diffuse::nn::group_norm_forward(g, x.data(), n, h * w, normed.data(), e);
+    diffuse::nn::conv2d_forward(c, normed.data(), n, h, w, unfused.data(), std::span<S>(scratch));
+    // Fused: the norm writes the bordered layout into a buffer full of garbage.
+    std::vector<S> bordered(static_cast<std::size_t>(n) * in * layout.plane, S(123)), fused(unfused.size());
+    auto fe = e;
+    fe.layout = layout;
+    diffuse::nn::group_norm_forward(g, x.data(), n, h * w, bordered.data(), fe);
+    diffuse::nn::conv2d_forward_bordered(c, bordered.data(), n, h, w, fused.data());
+    CHECK(fused == unfused);
+  }
+  // A convolution that reads its input as it is has no bordered layout, and the bordered entry refuses it.
+  diffuse::nn::conv2d<S> one = c;
+  one.kernel = 1;
+  one.pad_top = one.pad_left = one.pad_bottom = one.pad_right = 0;
+  one.weight.resize(out, in);
+  one.pack();
+  std::vector<S> any(static_cast<std::size_t>(n) * in * 4 * L), result(static_cast<std::size_t>(n) * out * 4 * L);
+  CHECK_FALSE(one.bordered_input(4, L).active());
+  CHECK_THROWS_AS(diffuse::nn::conv2d_forward_bordered(one, any.data(), n, 4, L, result.data()), diffuse::error);
+}
+
 TEST_CASE("attention over one pixel is the output map of the value map, plus the residual") {
   // softmax over a single key is 1, so the block reduces to x + W_o (W_v x + b_v) + b_o.
   diffuse::nn::attention<double> a;

@@ -87,6 +87,23 @@ struct linear {
   int out() const { return static_cast<int>(weight.rows()); }  ///< output features
 };
 
+/// The zero-bordered input the direct 3×3 kernel reads, which a producer may write instead of the
+/// convolution copying it (conv2d::bordered_input). Per (item, channel) a plane of `plane` elements
+/// holding `copies` images `tap` apart, each with `pad` zero rows above and below rows `row` apart:
+///   - copies = 1 (rows that are whole SIMD vectors): rows of width + 2·pad, zero columns either side;
+///   - copies = 3 (images narrower than a vector): rows of exactly `width`, copy kx holding input column
+///     j + kx − pad at column j (zero where that is outside the image), so that a vector may span rows.
+/// Inactive (row == 0) when the convolution needs its input as it is.
+struct bordered_layout {
+  int pad = 0;               ///< zero rows above and below (and zero columns with one copy)
+  int width = 0;             ///< input columns
+  int copies = 0;            ///< 1, or 3 column-shifted copies
+  std::ptrdiff_t row = 0;    ///< elements between rows
+  std::ptrdiff_t tap = 0;    ///< elements between copies (1 with one copy: the next tap column)
+  std::ptrdiff_t plane = 0;  ///< elements between channel planes
+  bool active() const noexcept { return row > 0; }  ///< whether the convolution reads this layout
+};
+
 /// A 2-D convolution: weight (out, in·k·k) in PyTorch's (out, in, kh, kw) order, bias, stride and the
 /// padding on each side.
 template <class S>
@@ -131,6 +148,17 @@ struct conv2d {
   /// Whether conv2d_forward takes the direct kernel for h×w inputs: the weights are packed and the
   /// output planes are whole SIMD vectors.
   bool uses_direct_kernel(int h, int w) const { return !packed.empty() && (static_cast<std::ptrdiff_t>(h) * w) % simd_lanes<S> == 0; }
+  /// The layout the direct kernel reads for h×w inputs (and conv2d_forward_bordered expects): active for
+  /// a 3×3 convolution on the direct path.
+  bordered_layout bordered_input(int h, int w) const {
+    if (!uses_direct_kernel(h, w) || kernel != 3) return {};
+    if (w % simd_lanes<S> == 0) {
+      const std::ptrdiff_t row = w + 2;
+      return {.pad = 1, .width = w, .copies = 1, .row = row, .tap = 1, .plane = row * (h + 2)};
+    }
+    const std::ptrdiff_t image = static_cast<std::ptrdiff_t>(h + 2) * w;
+    return {.pad = 1, .width = w, .copies = 3, .row = w, .tap = image, .plane = 3 * image};
+  }
 };
 
 /// Scratch elements conv2d_forward needs for a batch of n at h×w on `threads` threads.
@@ -202,23 +230,22 @@ void im2col(const conv2d<S>& c, const S* x, int h, int w, std::ptrdiff_t p0, std
 namespace detail {
 
 /// The direct-kernel path of conv2d_forward (see direct_conv.hpp).
+/// `bordered`: x is already the zero-bordered input (conv2d::bordered_input), the copy is skipped.
 template <class S, int K>
-void conv2d_direct(const conv2d<S>& c, const S* x, int n, int h, int w, S* y, std::span<S> scratch, bool accumulate) {
+void conv2d_direct(const conv2d<S>& c, const S* x, int n, int h, int w, S* y, std::span<S> scratch, bool accumulate,
+                   bool bordered = false) {
   constexpr int R = packed_conv_weights<S>::rows, pad = K / 2;
   const int L = simd_lanes<S>;
   const std::ptrdiff_t P = static_cast<std::ptrdiff_t>(h) * w;
-  // The input the kernel reads, per (item, channel): when every SIMD vector of output pixels lies in
-  // one image row, the zero-bordered image ((h + 2·pad) rows of w + 2·pad), the tap column kx one element
-  // to the right of kx − 1. Otherwise (images narrower than a vector, e.g. 8×8 on AVX-512) K copies of
-  // the zero-bordered planes, copy kx shifted left by kx columns, each (h + 2·pad) rows of exactly w
-  // values: a vector may then span rows, since the shifted copies put each tap's zeros in place. A 1×1
-  // kernel reads the input itself.
-  const bool rows_fit = w % L == 0;
-  const std::ptrdiff_t row = rows_fit ? w + 2 * pad : w;
-  const std::ptrdiff_t tap = rows_fit ? 1 : static_cast<std::ptrdiff_t>(h + 2 * pad) * w;
-  const std::ptrdiff_t in_plane = pad == 0 ? P : rows_fit ? row * (h + 2 * pad) : K * tap;
+  // The input the kernel reads (bordered_layout): for a 3×3 kernel the zero-bordered image, or three
+  // column-shifted copies of it when a vector is wider than an image row; a 1×1 kernel reads the input
+  // itself.
+  const bordered_layout layout = c.bordered_input(h, w);
+  const bool rows_fit = pad == 0 || layout.copies == 1;
+  const std::ptrdiff_t row = pad == 0 ? w : layout.row, tap = pad == 0 ? 1 : layout.tap;
+  const std::ptrdiff_t in_plane = pad == 0 ? P : layout.plane;
   const S* src = x;
-  if (pad > 0) {
+  if (pad > 0 && !bordered) {
     S* padded = aligned_scratch(scratch);
     // Written as plain loops and vector copies rather than std::fill / std::copy: the rows are a few
     // dozen values, and the library calls per row cost as much as the copy (10% of a digits forward).
@@ -325,6 +352,16 @@ void conv2d_forward(const conv2d<S>& c, const S* x, int n, int h, int w, S* y, s
   });
 }
 
+/// y = conv(x) (or y += conv(x) with `accumulate`) for an input a producer has already written in
+/// c.bordered_input(h, w)'s layout at `bordered` (which must be active): the same sums as conv2d_forward,
+/// without its zero-bordered copy.
+template <class S>
+void conv2d_forward_bordered(const conv2d<S>& c, const S* bordered, int n, int h, int w, S* y, bool accumulate = false) {
+  if (!c.bordered_input(h, w).active())
+    diffuse::detail::fail(error_kind::argument, "conv2d_forward_bordered: this convolution does not read a bordered layout at ", h, "x", w);
+  detail::conv2d_direct<S, 3>(c, bordered, n, h, w, y, {}, accumulate, /*bordered=*/true);
+}
+
 /// What group_norm_forward does after normalising (x + add).
 template <class S>
 struct norm_epilogue {
@@ -333,6 +370,7 @@ struct norm_epilogue {
   const S* shift = nullptr;  ///< per (item, channel), with scale
   std::ptrdiff_t stride = 0;  ///< elements between items in add / scale / shift
   bool silu = false;          ///< apply SiLU last
+  bordered_layout layout{};   ///< when active, y is written in this layout (borders zeroed), else contiguous
 };
 
 namespace detail {
@@ -462,7 +500,45 @@ void group_norm_forward(const group_norm<S>& g, const S* x, int n, std::ptrdiff_
         mul *= s1;
         off = off * s1 + sh;
       }
-      detail::shifted_affine(x + base + c * pixels, pixels, add ? add[c] : S(0), mul, off, e.silu, y + base + c * pixels);
+      const S* from = x + base + c * pixels;
+      const S shift = add ? add[c] : S(0);
+      if (!e.layout.active()) {
+        detail::shifted_affine(from, pixels, shift, mul, off, e.silu, y + base + c * pixels);
+        continue;
+      }
+      // The next convolution's zero-bordered input, written here instead of copied there.
+      const bordered_layout& b = e.layout;
+      const std::ptrdiff_t rows = pixels / b.width, border = b.pad * b.row;
+      S* plane = y + (item * C + ch) * b.plane;
+      if (b.copies == 1) {
+        std::fill(plane, plane + border + b.pad, S(0));
+        for (std::ptrdiff_t i = 0; i < rows; ++i) {
+          S* dst = plane + border + i * b.row + b.pad;
+          detail::shifted_affine(from + i * b.width, b.width, shift, mul, off, e.silu, dst);
+          std::fill(dst + b.width, dst + b.width + 2 * b.pad, S(0));  // this row's right, the next row's left border
+        }
+        std::fill(plane + border + rows * b.row + b.pad, plane + b.plane, S(0));
+        continue;
+      }
+      // Three column-shifted copies: the middle one (shift 0) holds the rows unchanged, so the whole
+      // plane goes through shifted_affine at once (the same vector operations as the unfused path), and
+      // the outer copies are shifted from it while it is in L1.
+      S* mid = plane + b.tap;
+      detail::shifted_affine(from, pixels, shift, mul, off, e.silu, mid + border);
+      for (int kx = 0; kx < 3; kx += 2) {
+        S* copy = plane + kx * b.tap;
+        const int d = kx - 1;  // column j holds column j + d of the middle copy
+        for (std::ptrdiff_t i = 0; i < rows; ++i) {
+          const S* m = mid + border + i * b.width;
+          S* r = copy + border + i * b.width;
+          for (int j = 0; j < b.width; ++j) r[j] = (j + d >= 0 && j + d < b.width) ? m[j + d] : S(0);
+        }
+      }
+      for (int kx = 0; kx < 3; ++kx) {
+        S* copy = plane + kx * b.tap;
+        std::fill(copy, copy + border, S(0));
+        std::fill(copy + border + pixels, copy + b.tap, S(0));
+      }
     }
   });
 }

@@ -533,10 +533,33 @@ class unet2d {
   }
 
   /// y = resnet(x) for x (n, in, P), y (n, out, P); uses t1_, t2_, proj_.
+  /// y = conv(silu(norm(x) with epilogue e)): when the convolution reads a zero-bordered layout, the norm
+  /// writes it straight into the convolution's scratch, saving the convolution its own copy (a read and
+  /// a write of the activations, about a tenth of a small model's forward). Same sums either way.
+  void norm_then_conv(const group_norm<S>& g, norm_epilogue<S> e, const conv2d<S>& c, const S* x, int n, int h, int w,
+                      S* y, bool accumulate = false) {
+    const std::ptrdiff_t P = static_cast<std::ptrdiff_t>(h) * w;
+    e.layout = c.bordered_input(h, w);
+    if (!e.layout.active()) {
+      group_norm_forward(g, x, n, P, t1_.data(), e);
+      conv(c, t1_.data(), n, h, w, y, std::span<S>(col_), accumulate);
+      return;
+    }
+    S* bordered = detail::aligned_scratch(std::span<S>(col_));
+    group_norm_forward(g, x, n, P, bordered, e);
+    flops_ += 2.0 * n * c.out * c.in * c.kernel * c.kernel * P;
+    conv2d_forward_bordered(c, bordered, n, h, w, y, accumulate);
+  }
+
   void resnet_forward(const resnet_block<S>& b, const S* x, int n, int h, int w, S* y) {
     const std::ptrdiff_t P = static_cast<std::ptrdiff_t>(h) * w;
-    group_norm_forward(b.norm1, x, n, P, t1_.data(), {.silu = true});
-    conv(b.conv1, t1_.data(), n, h, w, t2_.data(), std::span<S>(col_));
+    norm_then_conv(b.norm1, {.silu = true}, b.conv1, x, n, h, w, t2_.data());
+    // The shortcut (or the identity) into y first: the second convolution then adds onto it.
+    if (b.shortcut) {
+      conv(*b.shortcut, x, n, h, w, y, std::span<S>(col_));
+    } else {
+      std::copy(x, x + static_cast<std::ptrdiff_t>(n) * b.in * P, y);
+    }
     linear_forward(b.time_proj, temb_silu_.data(), n, proj_.data());
     norm_epilogue<S> e{.stride = b.time_proj.out(), .silu = true};
     if (b.scale_shift) {
@@ -545,13 +568,7 @@ class unet2d {
     } else {
       e.add = proj_.data();
     }
-    group_norm_forward(b.norm2, t2_.data(), n, P, t1_.data(), e);
-    if (b.shortcut) {
-      conv(*b.shortcut, x, n, h, w, y, std::span<S>(col_));
-    } else {
-      std::copy(x, x + static_cast<std::ptrdiff_t>(n) * b.in * P, y);
-    }
-    conv(b.conv2, t1_.data(), n, h, w, y, std::span<S>(col_), /*accumulate=*/true);
+    norm_then_conv(b.norm2, e, b.conv2, t2_.data(), n, h, w, y, /*accumulate=*/true);
     if (b.output_scale != 1) {
       const S inv = static_cast<S>(1.0 / b.output_scale);
       const std::ptrdiff_t total = static_cast<std::ptrdiff_t>(n) * b.out * P;
@@ -636,8 +653,7 @@ class unet2d {
         now = next;
       }
     }
-    group_norm_forward(norm_out_, now, n, static_cast<std::ptrdiff_t>(h) * w, t1_.data(), {.silu = true});
-    conv(conv_out_, t1_.data(), n, h, w, out, std::span<S>(col_));
+    norm_then_conv(norm_out_, {.silu = true}, conv_out_, now, n, h, w, out);
   }
 };
 

@@ -524,21 +524,27 @@ void group_norm_forward(const group_norm<S>& g, const S* x, int n, std::ptrdiff_
       // plane goes through shifted_affine at once (the same vector operations as the unfused path), and
       // the outer copies are shifted from it while it is in L1.
       S* mid = plane + b.tap;
-      detail::shifted_affine(from, pixels, shift, mul, off, e.silu, mid + border);
-      for (int kx = 0; kx < 3; kx += 2) {
-        S* copy = plane + kx * b.tap;
-        const int d = kx - 1;  // column j holds column j + d of the middle copy
-        for (std::ptrdiff_t i = 0; i < rows; ++i) {
-          const S* m = mid + border + i * b.width;
-          S* r = copy + border + i * b.width;
-          for (int j = 0; j < b.width; ++j) r[j] = (j + d >= 0 && j + d < b.width) ? m[j + d] : S(0);
-        }
-      }
       for (int kx = 0; kx < 3; ++kx) {
         S* copy = plane + kx * b.tap;
         std::fill(copy, copy + border, S(0));
         std::fill(copy + border + pixels, copy + b.tap, S(0));
       }
+      detail::shifted_affine(from, pixels, shift, mul, off, e.silu, mid + border);
+      // Copy 0 (column j holds column j − 1) is the middle copy read one element back, copy 2 one element
+      // ahead: rows are contiguous, and the elements before the first row and after the last one are
+      // border zeros. Then the column each shift brought in from the neighbouring row is zeroed.
+      using batch = xsimd::batch<S>;
+      constexpr std::ptrdiff_t L = batch::size;
+      const S* m = mid + border;
+      S* copy0 = plane + border;
+      S* copy2 = plane + 2 * b.tap + border;
+      std::ptrdiff_t k = 0;
+      for (; k + L <= pixels; k += L) {
+        batch::load_unaligned(m + k - 1).store_unaligned(copy0 + k);
+        batch::load_unaligned(m + k + 1).store_unaligned(copy2 + k);
+      }
+      for (; k < pixels; ++k) copy0[k] = m[k - 1], copy2[k] = m[k + 1];
+      for (std::ptrdiff_t i = 0; i < rows; ++i) copy0[i * b.width] = copy2[i * b.width + b.width - 1] = S(0);
     }
   });
 }

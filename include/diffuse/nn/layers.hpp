@@ -416,22 +416,27 @@ double sum_squared_deviation(const S* x, std::ptrdiff_t n, S a, double mean) {
   return sum;
 }
 
-/// y[p] = (x[p] + a)·mul + off, then SiLU when asked: v / (1 + e^(−v)).
+/// y[i·y_stride + j] = (x[i·width + j] + a)·mul + off for rows i and columns j < width, then SiLU when
+/// asked: v / (1 + e^(−v)). One call per plane, whether its rows land contiguously (y_stride = width) or
+/// in a zero-bordered layout: the rows of small images are a vector or two, too short to pay for a call.
 template <class S>
-void shifted_affine(const S* x, std::ptrdiff_t n, S a, S mul, S off, bool apply_silu, S* y) {
+void shifted_affine(const S* x, std::ptrdiff_t rows, std::ptrdiff_t width, S a, S mul, S off, bool apply_silu, S* y,
+                    std::ptrdiff_t y_stride) {
   using batch = xsimd::batch<S>;
   constexpr std::ptrdiff_t L = batch::size;
   const batch va(a), vmul(mul), voff(off), one(S(1));
-  std::ptrdiff_t p = 0;
-  if (apply_silu) {
-    for (; p + L <= n; p += L) {
-      const batch v = diffuse::detail::fused_multiply_add(batch::load_unaligned(x + p) + va, vmul, voff);
-      (v / (one + xsimd::exp(-v))).store_unaligned(y + p);
+  for (std::ptrdiff_t i = 0; i < rows; ++i, x += width, y += y_stride) {
+    std::ptrdiff_t p = 0;
+    if (apply_silu) {
+      for (; p + L <= width; p += L) {
+        const batch v = diffuse::detail::fused_multiply_add(batch::load_unaligned(x + p) + va, vmul, voff);
+        (v / (one + xsimd::exp(-v))).store_unaligned(y + p);
+      }
+      for (; p < width; ++p) y[p] = silu(S((x[p] + a) * mul + off));
+    } else {
+      for (; p + L <= width; p += L) diffuse::detail::fused_multiply_add(batch::load_unaligned(x + p) + va, vmul, voff).store_unaligned(y + p);
+      for (; p < width; ++p) y[p] = (x[p] + a) * mul + off;
     }
-    for (; p < n; ++p) y[p] = silu(S((x[p] + a) * mul + off));
-  } else {
-    for (; p + L <= n; p += L) diffuse::detail::fused_multiply_add(batch::load_unaligned(x + p) + va, vmul, voff).store_unaligned(y + p);
-    for (; p < n; ++p) y[p] = (x[p] + a) * mul + off;
   }
 }
 
@@ -503,7 +508,7 @@ void group_norm_forward(const group_norm<S>& g, const S* x, int n, std::ptrdiff_
       const S* from = x + base + c * pixels;
       const S shift = add ? add[c] : S(0);
       if (!e.layout.active()) {
-        detail::shifted_affine(from, pixels, shift, mul, off, e.silu, y + base + c * pixels);
+        detail::shifted_affine(from, 1, pixels, shift, mul, off, e.silu, y + base + c * pixels, pixels);
         continue;
       }
       // The next convolution's zero-bordered input, written here instead of copied there.
@@ -512,10 +517,10 @@ void group_norm_forward(const group_norm<S>& g, const S* x, int n, std::ptrdiff_
       S* plane = y + (item * C + ch) * b.plane;
       if (b.copies == 1) {
         std::fill(plane, plane + border + b.pad, S(0));
+        detail::shifted_affine(from, rows, b.width, shift, mul, off, e.silu, plane + border + b.pad, b.row);
         for (std::ptrdiff_t i = 0; i < rows; ++i) {
-          S* dst = plane + border + i * b.row + b.pad;
-          detail::shifted_affine(from + i * b.width, b.width, shift, mul, off, e.silu, dst);
-          std::fill(dst + b.width, dst + b.width + 2 * b.pad, S(0));  // this row's right, the next row's left border
+          S* after = plane + border + i * b.row + b.pad + b.width;
+          std::fill(after, after + 2 * b.pad, S(0));  // this row's right, the next row's left border
         }
         std::fill(plane + border + rows * b.row + b.pad, plane + b.plane, S(0));
         continue;
@@ -529,7 +534,7 @@ void group_norm_forward(const group_norm<S>& g, const S* x, int n, std::ptrdiff_
         std::fill(copy, copy + border, S(0));
         std::fill(copy + border + pixels, copy + b.tap, S(0));
       }
-      detail::shifted_affine(from, pixels, shift, mul, off, e.silu, mid + border);
+      detail::shifted_affine(from, 1, pixels, shift, mul, off, e.silu, mid + border, pixels);
       // Copy 0 (column j holds column j − 1) is the middle copy read one element back, copy 2 one element
       // ahead: rows are contiguous, and the elements before the first row and after the last one are
       // border zeros. Then the column each shift brought in from the neighbouring row is zeroed.

@@ -93,10 +93,14 @@ TEST_CASE("a UNet forward allocates nothing after the first at the same batch si
   CHECK(larger.operator_new == 0);
 }
 
-// Known gap, kept as a test that must fail so that it is noticed when it closes: Eigen's general matrix
-// product takes heap buffers for its packed panels when they exceed EIGEN_STACK_ALLOCATION_LIMIT (128 KB),
-// which the attention products at 32×32 (1024 × 1024 scores) do; about 87 malloc/free pairs per forward
-// of this configuration. The digits model stays under the limit (the test above).
-TEST_CASE("attention at 32×32 still allocates inside Eigen's matrix products" * doctest::should_fail()) {
-  CHECK(forward_allocations(false).eigen_heap == 0);
+// Known gap: Eigen's general matrix product takes heap buffers for its packed panels when they exceed
+// EIGEN_STACK_ALLOCATION_LIMIT (128 KB), which the attention products at 32×32 (1024 × 1024 scores) do
+// here: about 87 malloc/free pairs per forward of this configuration. Eigen sizes the panels from the
+// machine's cache sizes, so whether a given machine allocates is not fixed: the case may fail (doctest
+// reports it either way) until attention has products of its own. The digits model stays under the
+// limit (the test above).
+TEST_CASE("attention at 32×32 allocates nothing inside Eigen's matrix products (known gap)" * doctest::may_fail()) {
+  const long eigen_heap = forward_allocations(false).eigen_heap;
+  MESSAGE("Eigen heap allocations over three forwards with attention at 32x32: " << eigen_heap);
+  CHECK(eigen_heap == 0);
 }

@@ -523,8 +523,11 @@ class unet2d {
     planned_threads_ = std::max(planned_threads_, max_threads());
   }
 
-  void conv(const conv2d<S>& c, const S* x, int n, int h, int w, S* y, std::span<S> scratch, bool accumulate = false) {
+  void count_conv_flops(const conv2d<S>& c, int n, int h, int w) {
     flops_ += 2.0 * n * c.out * c.in * c.kernel * c.kernel * c.out_height(h) * c.out_width(w);
+  }
+  void conv(const conv2d<S>& c, const S* x, int n, int h, int w, S* y, std::span<S> scratch, bool accumulate = false) {
+    count_conv_flops(c, n, h, w);
     conv2d_forward(c, x, n, h, w, y, scratch, accumulate);
   }
   void attend(const attention<S>& a, S* x, int n, std::ptrdiff_t P, std::span<S> scratch) {
@@ -532,10 +535,10 @@ class unet2d {
     attention_forward(a, x, n, P, scratch);
   }
 
-  /// y = resnet(x) for x (n, in, P), y (n, out, P); uses t1_, t2_, proj_.
-  /// y = conv(silu(norm(x) with epilogue e)): when the convolution reads a zero-bordered layout, the norm
-  /// writes it straight into the convolution's scratch, saving the convolution its own copy (a read and
-  /// a write of the activations, about a tenth of a small model's forward). Same sums either way.
+  /// y = conv(norm(x) with epilogue e) (or y += with `accumulate`): when the convolution reads a
+  /// zero-bordered layout, the norm writes it straight into the convolution's scratch, saving the
+  /// convolution its own copy (a read and a write of the activations, about 5% of a small model's
+  /// forward). The same sums either way.
   void norm_then_conv(const group_norm<S>& g, norm_epilogue<S> e, const conv2d<S>& c, const S* x, int n, int h, int w,
                       S* y, bool accumulate = false) {
     const std::ptrdiff_t P = static_cast<std::ptrdiff_t>(h) * w;
@@ -547,10 +550,11 @@ class unet2d {
     }
     S* bordered = detail::aligned_scratch(std::span<S>(col_));
     group_norm_forward(g, x, n, P, bordered, e);
-    flops_ += 2.0 * n * c.out * c.in * c.kernel * c.kernel * P;
+    count_conv_flops(c, n, h, w);
     conv2d_forward_bordered(c, bordered, n, h, w, y, accumulate);
   }
 
+  /// y = resnet(x) for x (n, in, P), y (n, out, P); uses t1_, t2_, proj_.
   void resnet_forward(const resnet_block<S>& b, const S* x, int n, int h, int w, S* y) {
     const std::ptrdiff_t P = static_cast<std::ptrdiff_t>(h) * w;
     norm_then_conv(b.norm1, {.silu = true}, b.conv1, x, n, h, w, t2_.data());

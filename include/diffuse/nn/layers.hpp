@@ -152,6 +152,10 @@ struct conv2d {
   /// a 3×3 convolution on the direct path.
   bordered_layout bordered_input(int h, int w) const {
     if (!uses_direct_kernel(h, w) || kernel != 3) return {};
+    return direct_3x3_layout(h, w);
+  }
+  /// The direct 3×3 kernel's input layout at h×w, whichever path a given convolution takes there.
+  static bordered_layout direct_3x3_layout(int h, int w) {
     if (w % simd_lanes<S> == 0) {
       const std::ptrdiff_t row = w + 2;
       return {.pad = 1, .width = w, .copies = 1, .row = row, .tap = 1, .plane = row * (h + 2)};
@@ -168,10 +172,9 @@ std::size_t conv2d_scratch(const conv2d<S>& c, int n, int h, int w, int threads)
   // smaller one that takes the other path.
   const std::size_t im2col = c.scratch_size() * static_cast<std::size_t>(threads);
   if (c.packed.empty() || c.kernel == 1) return im2col;
-  // The direct kernel's k shifted copies of the zero-bordered input, plus room to align them.
-  const std::size_t bordered = w % simd_lanes<S> == 0 ? static_cast<std::size_t>(w + c.kernel - 1)
-                                                      : static_cast<std::size_t>(c.kernel) * w;
-  return std::max(im2col, static_cast<std::size_t>(n) * c.in * (h + c.kernel - 1) * bordered + detail::alignment_slack<S>);
+  // The direct kernel's zero-bordered input (packed convolutions are 1×1 or 3×3), plus room to align it.
+  const auto layout = conv2d<S>::direct_3x3_layout(h, w);
+  return std::max(im2col, static_cast<std::size_t>(n) * c.in * static_cast<std::size_t>(layout.plane) + detail::alignment_slack<S>);
 }
 
 /// Group normalisation's affine parameters and geometry.

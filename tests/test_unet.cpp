@@ -414,6 +414,51 @@ TEST_CASE("attention over one pixel is the output map of the value map, plus the
   for (int i = 0; i < 4; ++i) CHECK(x[i] == doctest::Approx(expected[i]).epsilon(1e-12));
 }
 
+TEST_CASE_TEMPLATE("the attention head kernel equals softmax(qᵀk·scale) applied to v, for every tile remainder", S, float, double) {
+  // attention_head builds the scores transposed in register tiles and normalises down the columns; the
+  // reference here is the textbook row softmax in long double. Head sizes cover every row remainder of
+  // the tile (6 or 4 rows) and pixel counts one to five vectors of queries (the column remainders);
+  // scores reach ±8 so that the max subtraction matters. Tolerance: float 2e-6 relative to the largest
+  // |o| (measured worst 7.7e-7: a few ulps of sums of 16 to 80 products and an exp per score), double
+  // 1e-14 (measured 1.2e-15).
+  using batch = xsimd::batch<S>;
+  constexpr std::ptrdiff_t L = batch::size;
+  std::mt19937 rng(17);
+  std::uniform_real_distribution<double> uni(-1.0, 1.0);
+  for (std::ptrdiff_t d : {1, 5, 7, 16, 23}) {
+    for (std::ptrdiff_t P : {L, 2 * L, 3 * L, 4 * L, 5 * L}) {
+      const std::ptrdiff_t ld = P + 3;  // rows of q, k, v, o further apart than P, as within a head's block
+      std::vector<S> q(d * ld), k(d * ld), v(d * ld), o(d * ld, S(-7)), scratch(diffuse::nn::detail::attention_head_scratch<S>(P));
+      for (auto* m : {&q, &k, &v})
+        for (auto& e : *m) e = static_cast<S>(uni(rng) * (m == &v ? 1.0 : 2.5));
+      const S scale = static_cast<S>(1.0 / std::sqrt(static_cast<double>(d)));
+      diffuse::nn::detail::attention_head<S>(q.data(), k.data(), v.data(), o.data(), d, P, ld, scale, scratch.data());
+      long double worst = 0, largest = 0;
+      for (std::ptrdiff_t i = 0; i < P; ++i) {
+        std::vector<long double> w(P);
+        long double mx = -1e300L, sum = 0;
+        for (std::ptrdiff_t j = 0; j < P; ++j) {
+          long double s = 0;
+          for (std::ptrdiff_t c = 0; c < d; ++c) s += static_cast<long double>(q[c * ld + i]) * k[c * ld + j];
+          w[j] = s * static_cast<long double>(scale);
+          mx = std::max(mx, w[j]);
+        }
+        for (auto& e : w) sum += (e = std::exp(e - mx));
+        for (std::ptrdiff_t c = 0; c < d; ++c) {
+          long double ref = 0;
+          for (std::ptrdiff_t j = 0; j < P; ++j) ref += static_cast<long double>(v[c * ld + j]) * w[j] / sum;
+          worst = std::max(worst, std::abs(ref - static_cast<long double>(o[c * ld + i])));
+          largest = std::max(largest, std::abs(ref));
+        }
+      }
+      INFO("d ", d, " pixels ", P);
+      CHECK(static_cast<double>(worst / largest) < (std::is_same_v<S, float> ? 2e-6 : 1e-14));
+      for (std::ptrdiff_t c = 0; c < d; ++c)  // the padding between rows is not written
+        for (std::ptrdiff_t i = P; i < ld; ++i) CHECK(o[c * ld + i] == S(-7));
+    }
+  }
+}
+
 TEST_CASE("time embedding: cos and sin halves with frequencies 10000^(-k/(half - shift))") {
   std::vector<double> t{0.0, 10.0}, e(2 * 8);
   diffuse::nn::timestep_embedding<double>(t, 8, true, 1.0, e.data());

@@ -19,6 +19,7 @@
 
 #include "diffuse/detail/fma.hpp"
 #include "diffuse/error.hpp"
+#include "diffuse/nn/attention_kernel.hpp"
 #include "diffuse/nn/direct_conv.hpp"
 
 #if defined(_OPENMP)
@@ -379,7 +380,9 @@ struct norm_epilogue {
 namespace detail {
 
 /// Σ (x[p] + a) over n values: SIMD lanes of S within the row (at most a few thousand values, so a lane
-/// sums at most a few hundred), the lanes then added in double.
+/// sums at most a few hundred), the lanes then added as a tree (xsimd::hadd: log₂ L roundings, where
+/// adding them one by one in double is a chain of L dependent additions that cost more than the whole
+/// row of a small image) and the rows in double by the caller.
 template <class S>
 double sum_shifted(const S* x, std::ptrdiff_t n, S a) {
   using batch = xsimd::batch<S>;
@@ -388,10 +391,7 @@ double sum_shifted(const S* x, std::ptrdiff_t n, S a) {
   const batch va(a);
   std::ptrdiff_t p = 0;
   for (; p + L <= n; p += L) acc += batch::load_unaligned(x + p) + va;
-  alignas(64) S lanes[L];
-  acc.store_aligned(lanes);
-  double sum = 0;
-  for (std::ptrdiff_t l = 0; l < L; ++l) sum += static_cast<double>(lanes[l]);
+  double sum = static_cast<double>(xsimd::hadd(acc));
   for (; p < n; ++p) sum += static_cast<double>(S(x[p] + a));
   return sum;
 }
@@ -408,10 +408,7 @@ double sum_squared_deviation(const S* x, std::ptrdiff_t n, S a, double mean) {
     const batch d = (batch::load_unaligned(x + p) + va) - vm;
     acc = diffuse::detail::fused_multiply_add(d, d, acc);
   }
-  alignas(64) S lanes[L];
-  acc.store_aligned(lanes);
-  double sum = 0;
-  for (std::ptrdiff_t l = 0; l < L; ++l) sum += static_cast<double>(lanes[l]);
+  double sum = static_cast<double>(xsimd::hadd(acc));
   for (; p < n; ++p) {
     const double d = static_cast<double>(S(x[p] + a)) - mean;
     sum += d * d;
@@ -618,11 +615,11 @@ struct attention {
 };
 
 /// Scratch an attention forward needs beyond its input: normalised input (n·C·P), q/k/v and the heads'
-/// output (n·4·inner·P), and one P×P score matrix per thread.
+/// output (n·4·inner·P), and per thread one P×P score matrix and P per-query factors.
 template <class S>
 std::size_t attention_scratch(const attention<S>& a, int n, std::ptrdiff_t pixels) {
   return static_cast<std::size_t>(n) * pixels * (a.channels() + 4 * a.inner()) +
-         static_cast<std::size_t>(max_threads()) * pixels * pixels;
+         static_cast<std::size_t>(max_threads()) * static_cast<std::size_t>(detail::attention_head_scratch<S>(pixels));
 }
 
 /// x (n, C, P) ← attention(x), in place.
@@ -652,11 +649,16 @@ void attention_forward(const attention<S>& a, S* x, int n, std::ptrdiff_t pixels
   parallel_for(static_cast<std::ptrdiff_t>(n) * a.heads, [&](std::ptrdiff_t task) {
     const std::ptrdiff_t item = task / a.heads, head = task % a.heads, d = a.head_dim;
     S* base = qkvo + item * 4 * inner * P + head * d * P;
+    S* head_scratch = scores + static_cast<std::ptrdiff_t>(thread_index()) * detail::attention_head_scratch<S>(P);
+    if (detail::attention_kernel_fits<S>(P)) {
+      detail::attention_head<S>(base, base + inner * P, base + 2 * inner * P, base + 3 * inner * P, d, P, P, scale, head_scratch);
+      return;
+    }
     const_matrix_map<S> q(base, d, P, Eigen::OuterStride<>(P));
     const_matrix_map<S> k(base + inner * P, d, P, Eigen::OuterStride<>(P));
     const_matrix_map<S> v(base + 2 * inner * P, d, P, Eigen::OuterStride<>(P));
     matrix_map<S> o(base + 3 * inner * P, d, P, Eigen::OuterStride<>(P));
-    matrix_map<S> w(scores + static_cast<std::ptrdiff_t>(thread_index()) * P * P, P, P, Eigen::OuterStride<>(P));
+    matrix_map<S> w(head_scratch, P, P, Eigen::OuterStride<>(P));
     w.noalias() = q.transpose() * k;
     for (std::ptrdiff_t r = 0; r < P; ++r) detail::scaled_softmax(w.data() + r * P, P, scale);
     o.noalias() = v * w.transpose();

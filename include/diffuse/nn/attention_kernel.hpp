@@ -24,6 +24,7 @@
 #include <xsimd/xsimd.hpp>
 
 #include "diffuse/detail/fma.hpp"
+#include "diffuse/detail/simd_math.hpp"
 #include "diffuse/version.hpp"
 
 namespace diffuse {
@@ -140,7 +141,7 @@ void attention_head(const S* q, const S* k, const S* v, S* o, std::ptrdiff_t d, 
     for (std::ptrdiff_t j = 1; j < P; ++j) mx = xsimd::max(mx, batch::load_unaligned(col + j * P));
     batch sum(S(0));
     for (std::ptrdiff_t j = 0; j < P; ++j) {
-      const batch e = xsimd::exp(batch::load_unaligned(col + j * P) - mx);
+      const batch e = diffuse::detail::fast_exp(batch::load_unaligned(col + j * P) - mx);
       e.store_unaligned(col + j * P);
       sum += e;
     }

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "diffuse/detail/fma.hpp"
+#include "diffuse/detail/simd_math.hpp"
 #include "diffuse/error.hpp"
 #include "diffuse/nn/attention_kernel.hpp"
 #include "diffuse/nn/direct_conv.hpp"
@@ -424,13 +425,13 @@ void shifted_affine(const S* x, std::ptrdiff_t rows, std::ptrdiff_t width, S a, 
                     std::ptrdiff_t y_stride) {
   using batch = xsimd::batch<S>;
   constexpr std::ptrdiff_t L = batch::size;
-  const batch va(a), vmul(mul), voff(off), one(S(1));
+  const batch va(a), vmul(mul), voff(off);
   for (std::ptrdiff_t i = 0; i < rows; ++i, x += width, y += y_stride) {
     std::ptrdiff_t p = 0;
     if (apply_silu) {
       for (; p + L <= width; p += L) {
         const batch v = diffuse::detail::fused_multiply_add(batch::load_unaligned(x + p) + va, vmul, voff);
-        (v / (one + xsimd::exp(-v))).store_unaligned(y + p);
+        diffuse::detail::fast_silu(v).store_unaligned(y + p);
       }
       for (; p < width; ++p) y[p] = silu(S((x[p] + a) * mul + off));
     } else {
@@ -459,7 +460,7 @@ void scaled_softmax(S* row, std::ptrdiff_t n, S scale) {
   const batch vm(mx);
   batch acc(S(0));
   for (p = 0; p + L <= n; p += L) {
-    const batch e = xsimd::exp(xsimd::fms(batch::load_unaligned(row + p), vs, vm));
+    const batch e = diffuse::detail::fast_exp(xsimd::fms(batch::load_unaligned(row + p), vs, vm));
     e.store_unaligned(row + p);
     acc += e;
   }

@@ -42,11 +42,20 @@ struct attention_tile {
   static constexpr int vectors = wide ? 4 : 2;
 };
 
-/// c[r][col] = column_scale[v]·Σ_k a[r·a_row + k·a_step]·b[k·ldb + col] for R rows and V vectors of
-/// columns: the R × V accumulators stay in registers for the whole sum over k.
+/// What a product tile does with its sums before storing them: c = (Σ·column_scale[col] + row_bias[r])
+/// (+ c's previous value when accumulating), each part only when given.
+template <class S>
+struct product_epilogue {
+  const S* column_scale = nullptr;  ///< one factor per column of c
+  const S* row_bias = nullptr;      ///< one value per row of c
+  bool accumulate = false;          ///< add to c instead of overwriting it (a residual already there)
+};
+
+/// c[r][col] = epilogue(Σ_k a[r·a_row + k·a_step]·b[k·ldb + col]) for R rows and V vectors of columns:
+/// the R × V accumulators stay in registers for the whole sum over k.
 template <class S, int R, int V>
 inline void attention_product_tile(const S* a, std::ptrdiff_t a_row, std::ptrdiff_t a_step, const S* b, std::ptrdiff_t ldb,
-                                   std::ptrdiff_t depth, const S* column_scale, S* c, std::ptrdiff_t ldc) noexcept {
+                                   std::ptrdiff_t depth, const product_epilogue<S>& e, S* c, std::ptrdiff_t ldc) noexcept {
   using batch = xsimd::batch<S>;
   constexpr std::ptrdiff_t L = batch::size;
   batch acc[R][V];
@@ -61,50 +70,61 @@ inline void attention_product_tile(const S* a, std::ptrdiff_t a_row, std::ptrdif
     }
   }
   for (int r = 0; r < R; ++r)
-    for (int v = 0; v < V; ++v) (acc[r][v] * batch::load_unaligned(column_scale + v * L)).store_unaligned(c + r * ldc + v * L);
+    for (int v = 0; v < V; ++v) {
+      batch value = acc[r][v];
+      if (e.column_scale) value = value * batch::load_unaligned(e.column_scale + v * L);
+      if (e.row_bias) value = value + batch(e.row_bias[r]);
+      S* to = c + r * ldc + v * L;
+      if (e.accumulate) value = batch::load_unaligned(to) + value;
+      value.store_unaligned(to);
+    }
 }
 
 /// The tile for R rows and v (< V) vectors, chosen at run time among the compiled shapes.
 template <class S, int R, int V = attention_tile<S>::vectors>
 inline void attention_product_rows(const S* a, std::ptrdiff_t a_row, std::ptrdiff_t a_step, const S* b, std::ptrdiff_t ldb,
-                                   std::ptrdiff_t depth, const S* column_scale, S* c, std::ptrdiff_t ldc,
+                                   std::ptrdiff_t depth, const product_epilogue<S>& e, S* c, std::ptrdiff_t ldc,
                                    int vectors) noexcept {
   if constexpr (V > 1) {
     if (vectors < V) {
-      attention_product_rows<S, R, V - 1>(a, a_row, a_step, b, ldb, depth, column_scale, c, ldc, vectors);
+      attention_product_rows<S, R, V - 1>(a, a_row, a_step, b, ldb, depth, e, c, ldc, vectors);
       return;
     }
   }
-  attention_product_tile<S, R, V>(a, a_row, a_step, b, ldb, depth, column_scale, c, ldc);
+  attention_product_tile<S, R, V>(a, a_row, a_step, b, ldb, depth, e, c, ldc);
 }
 
 /// R (≤ the tile's rows) chosen at run time.
 template <class S, int R = attention_tile<S>::rows>
 inline void attention_product_block(int rows, const S* a, std::ptrdiff_t a_row, std::ptrdiff_t a_step, const S* b,
-                                    std::ptrdiff_t ldb, std::ptrdiff_t depth, const S* column_scale, S* c,
+                                    std::ptrdiff_t ldb, std::ptrdiff_t depth, const product_epilogue<S>& e, S* c,
                                     std::ptrdiff_t ldc, int vectors) noexcept {
   if constexpr (R > 1) {
     if (rows < R) {
-      attention_product_block<S, R - 1>(rows, a, a_row, a_step, b, ldb, depth, column_scale, c, ldc, vectors);
+      attention_product_block<S, R - 1>(rows, a, a_row, a_step, b, ldb, depth, e, c, ldc, vectors);
       return;
     }
   }
-  attention_product_rows<S, R>(a, a_row, a_step, b, ldb, depth, column_scale, c, ldc, vectors);
+  attention_product_rows<S, R>(a, a_row, a_step, b, ldb, depth, e, c, ldc, vectors);
 }
 
-/// c (m × n, row stride ldc) = A·B scaled per column, A(r, k) = a[r·a_row + k·a_step], B (depth × n, row
-/// stride ldb); n a multiple of the SIMD width; column_scale holds n factors.
+/// c (m × n, row stride ldc) = epilogue(A·B), A(r, k) = a[r·a_row + k·a_step], B (depth × n, row stride
+/// ldb); n a multiple of the SIMD width.
 template <class S>
 inline void attention_product(std::ptrdiff_t m, std::ptrdiff_t n, std::ptrdiff_t depth, const S* a, std::ptrdiff_t a_row,
-                              std::ptrdiff_t a_step, const S* b, std::ptrdiff_t ldb, const S* column_scale, S* c,
+                              std::ptrdiff_t a_step, const S* b, std::ptrdiff_t ldb, const product_epilogue<S>& e, S* c,
                               std::ptrdiff_t ldc) noexcept {
   constexpr std::ptrdiff_t L = xsimd::batch<S>::size;
   constexpr int R = attention_tile<S>::rows, V = attention_tile<S>::vectors;
   for (std::ptrdiff_t col = 0; col < n; col += V * L) {
     const int vectors = static_cast<int>(std::min<std::ptrdiff_t>(V, (n - col) / L));
-    for (std::ptrdiff_t r = 0; r < m; r += R)
+    for (std::ptrdiff_t r = 0; r < m; r += R) {
+      const product_epilogue<S> block{.column_scale = e.column_scale ? e.column_scale + col : nullptr,
+                                      .row_bias = e.row_bias ? e.row_bias + r : nullptr,
+                                      .accumulate = e.accumulate};
       attention_product_block<S>(static_cast<int>(std::min<std::ptrdiff_t>(R, m - r)), a + r * a_row, a_row, a_step, b + col,
-                                 ldb, depth, column_scale + col, c + r * ldc + col, ldc, vectors);
+                                 ldb, depth, block, c + r * ldc + col, ldc, vectors);
+    }
   }
 }
 
@@ -133,7 +153,7 @@ void attention_head(const S* q, const S* k, const S* v, S* o, std::ptrdiff_t d, 
   S* factor = scratch + P * P;    // per query: first the score scale, then 1 / Σ e
   std::fill(factor, factor + P, scale);
   // eᵀ[j][i] = scale·Σ_c k[c][j]·q[c][i]: rows j (k read down a column: a_row = 1, a_step = ld).
-  attention_product<S>(P, P, d, k, 1, ld, q, ld, factor, et, P);
+  attention_product<S>(P, P, d, k, 1, ld, q, ld, {.column_scale = factor}, et, P);
   // Softmax over keys, down each column of L queries: maxima, exponentials and their sum, elementwise.
   for (std::ptrdiff_t i = 0; i < P; i += L) {
     S* col = et + i;
@@ -148,7 +168,7 @@ void attention_head(const S* q, const S* k, const S* v, S* o, std::ptrdiff_t d, 
     (batch(S(1)) / sum).store_unaligned(factor + i);
   }
   // o[c][i] = (1/Σ)[i]·Σ_j v[c][j]·eᵀ[j][i]: rows c (v read along its row: a_row = ld, a_step = 1).
-  attention_product<S>(d, P, P, v, ld, 1, et, P, factor, o, ld);
+  attention_product<S>(d, P, P, v, ld, 1, et, P, {.column_scale = factor}, o, ld);
 }
 
 }  // namespace detail

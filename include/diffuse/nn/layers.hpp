@@ -635,11 +635,19 @@ void attention_forward(const attention<S>& a, S* x, int n, std::ptrdiff_t pixels
   if (a.has_norm) group_norm_forward(a.norm, x, n, P, hn);
   else std::copy(x, x + n * C * P, hn);
   const std::ptrdiff_t blocks = (P + column_block - 1) / column_block;
+  // Images of whole SIMD vectors take attention_kernel.hpp's register tiles for every product (the maps
+  // too: at 64 to 256 pixels Eigen's packing costs as much as its multiply); others Eigen's GEMM.
+  const bool own_kernel = detail::attention_kernel_fits<S>(P);
   // q, k, v = W hn + b for each item and column block.
   parallel_for(n * blocks * 3, [&](std::ptrdiff_t task) {
     const std::ptrdiff_t which = task % 3, rest = task / 3, item = rest / blocks, p0 = (rest % blocks) * column_block;
     const std::ptrdiff_t cols = std::min(column_block, P - p0);
     const linear<S>& l = which == 0 ? a.to_q : which == 1 ? a.to_k : a.to_v;
+    if (own_kernel) {
+      detail::attention_product<S>(inner, cols, C, l.weight.data(), C, 1, hn + item * C * P + p0, P, {.row_bias = l.bias.data()},
+                                   qkvo + (item * 4 + which) * inner * P + p0, P);
+      return;
+    }
     const_matrix_map<S> in(hn + item * C * P + p0, C, cols, Eigen::OuterStride<>(P));
     matrix_map<S> out(qkvo + (item * 4 + which) * inner * P + p0, inner, cols, Eigen::OuterStride<>(P));
     out.noalias() = l.weight * in;
@@ -651,7 +659,7 @@ void attention_forward(const attention<S>& a, S* x, int n, std::ptrdiff_t pixels
     const std::ptrdiff_t item = task / a.heads, head = task % a.heads, d = a.head_dim;
     S* base = qkvo + item * 4 * inner * P + head * d * P;
     S* head_scratch = scores + static_cast<std::ptrdiff_t>(thread_index()) * detail::attention_head_scratch<S>(P);
-    if (detail::attention_kernel_fits<S>(P)) {
+    if (own_kernel) {
       detail::attention_head<S>(base, base + inner * P, base + 2 * inner * P, base + 3 * inner * P, d, P, P, scale, head_scratch);
       return;
     }
@@ -669,11 +677,17 @@ void attention_forward(const attention<S>& a, S* x, int n, std::ptrdiff_t pixels
   parallel_for(n * blocks, [&](std::ptrdiff_t task) {
     const std::ptrdiff_t item = task / blocks, p0 = (task % blocks) * column_block;
     const std::ptrdiff_t cols = std::min(column_block, P - p0);
-    const_matrix_map<S> o(qkvo + (item * 4 + 3) * inner * P + p0, inner, cols, Eigen::OuterStride<>(P));
     matrix_map<S> out(x + item * C * P + p0, C, cols, Eigen::OuterStride<>(P));
-    // Residual first, then the product added on: the same sum as PyTorch's (proj + residual).
-    out.noalias() += a.to_out.weight * o;
-    out.colwise() += a.to_out.bias;
+    if (own_kernel) {
+      // (W o + b) added to the residual already in x: PyTorch's proj + residual.
+      detail::attention_product<S>(C, cols, inner, a.to_out.weight.data(), inner, 1, qkvo + (item * 4 + 3) * inner * P + p0, P,
+                                   {.row_bias = a.to_out.bias.data(), .accumulate = true}, x + item * C * P + p0, P);
+    } else {
+      const_matrix_map<S> o(qkvo + (item * 4 + 3) * inner * P + p0, inner, cols, Eigen::OuterStride<>(P));
+      // Residual first, then the product added on: the same sum as PyTorch's (proj + residual).
+      out.noalias() += a.to_out.weight * o;
+      out.colwise() += a.to_out.bias;
+    }
     if (a.rescale != 1) out *= inv_rescale;
   });
 }

@@ -250,6 +250,62 @@ TEST_CASE("conv2d equals the direct sum, for 3x3 padded, strided, asymmetric pad
   }
 }
 
+TEST_CASE_TEMPLATE("strided 3x3 convolutions on packed weights run the register tiles on im2col columns", S, float, double) {
+  // Downsampling convolutions (stride 2, diffusers' padding 1 or bottom/right only) take the direct
+  // kernel's tiles over their im2col columns once their weights are packed. Against the direct sum in
+  // double: outputs of 8×8 and 16×16 pixels (the last tiles split evenly), 11 output channels
+  // (a partial weight block), with and without accumulation into y. Tolerance: float 1e-5, double 1e-12
+  // (sums of 45 products of unit normals).
+  std::mt19937 rng(9);
+  std::normal_distribution<double> nd;
+  // Outputs of 8×8 and 16×16 pixels: whole vectors for every width up to 16 lanes (4 and 16 of them
+  // with AVX-512 floats).
+  for (auto [pt, h] : std::vector<std::array<int, 2>>{{1, 16}, {0, 16}, {1, 32}}) {
+    const int w = h;
+    diffuse::nn::conv2d<S> c;
+    c.in = 5;
+    c.out = 11;
+    c.kernel = 3;
+    c.stride = 2;
+    c.pad_top = c.pad_left = pt;
+    c.pad_bottom = c.pad_right = 1;
+    c.weight.resize(c.out, c.in * 9);
+    c.bias.resize(c.out);
+    for (Eigen::Index i = 0; i < c.weight.size(); ++i) c.weight.data()[i] = static_cast<S>(nd(rng));
+    for (int i = 0; i < c.out; ++i) c.bias[i] = static_cast<S>(nd(rng));
+    c.pack();
+    const int ho = c.out_height(h), wo = c.out_width(w);
+    REQUIRE(c.uses_tiles_on_columns(h, w));
+    const int n = 2;
+    std::vector<S> x(n * c.in * h * w);
+    for (auto& v : x) v = static_cast<S>(nd(rng));
+    std::vector<S> y(n * c.out * ho * wo), y0(y.size()), scratch(diffuse::nn::conv2d_scratch(c, n, h, w, diffuse::nn::max_threads()));
+    for (auto& v : y0) v = static_cast<S>(nd(rng));
+    for (bool accumulate : {false, true}) {
+      y = y0;
+      diffuse::nn::conv2d_forward(c, x.data(), n, h, w, y.data(), std::span<S>(scratch), accumulate);
+      double worst = 0;
+      for (int b = 0; b < n; ++b)
+        for (int o = 0; o < c.out; ++o)
+          for (int i = 0; i < ho; ++i)
+            for (int j = 0; j < wo; ++j) {
+              const std::size_t at = ((static_cast<std::size_t>(b) * c.out + o) * ho + i) * wo + j;
+              double sum = static_cast<double>(c.bias[o]) + (accumulate ? static_cast<double>(y0[at]) : 0.0);
+              for (int ci = 0; ci < c.in; ++ci)
+                for (int ky = 0; ky < 3; ++ky)
+                  for (int kx = 0; kx < 3; ++kx) {
+                    const int iy = i * 2 - pt + ky, ix = j * 2 - pt + kx;
+                    if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
+                    sum += static_cast<double>(c.weight(o, (ci * 3 + ky) * 3 + kx)) * static_cast<double>(x[((b * c.in + ci) * h + iy) * w + ix]);
+                  }
+              worst = std::max(worst, std::abs(sum - static_cast<double>(y[at])));
+            }
+      INFO("padding ", pt, " size ", h, "x", w, " accumulate ", accumulate);
+      CHECK(worst < (std::is_same_v<S, float> ? 1e-5 : 1e-12));
+    }
+  }
+}
+
 TEST_CASE_TEMPLATE("direct convolution kernel equals the direct sum; accumulate; partial channel blocks and tiles", S, float, double) {
   std::mt19937 rng(11);
   std::normal_distribution<double> nd;

@@ -132,13 +132,17 @@ struct conv2d {
 
   /// Weights packed for the direct kernel (direct_conv.hpp); empty until pack() is called.
   packed_conv_weights<S> packed;
-  /// Packs the weights for the direct kernel when this convolution is one it handles: stride 1, a 1×1 or
-  /// 3×3 kernel with "same" padding. Call again after changing `weight`.
+  /// Stride 1 with "same" padding: the convolutions the direct kernel reads from a bordered input.
+  bool stride1_same() const {
+    const int p = kernel / 2;
+    return stride == 1 && pad_top == p && pad_left == p && pad_bottom == p && pad_right == p;
+  }
+  /// Packs the weights for the direct kernel's register tiles when the kernel is 1×1 or 3×3: stride-1
+  /// "same" convolutions read a bordered input, the others (stride-2 downsampling) their im2col columns.
+  /// Call again after changing `weight`.
   void pack() {
     packed = {};
-    if (stride != 1 || !(kernel == 1 || kernel == 3)) return;
-    const int p = kernel / 2;
-    if (pad_top != p || pad_left != p || pad_bottom != p || pad_right != p) return;
+    if (!(kernel == 1 || kernel == 3)) return;
     constexpr int R = packed_conv_weights<S>::rows;
     packed.taps = static_cast<std::ptrdiff_t>(in) * kernel * kernel;
     packed.blocks = (out + R - 1) / R;
@@ -147,9 +151,17 @@ struct conv2d {
       for (std::ptrdiff_t t = 0; t < packed.taps; ++t)
         packed.values[(static_cast<std::size_t>(o / R) * packed.taps + t) * R + o % R] = weight(o, t);
   }
-  /// Whether conv2d_forward takes the direct kernel for h×w inputs: the weights are packed and the
-  /// output planes are whole SIMD vectors.
-  bool uses_direct_kernel(int h, int w) const { return !packed.empty() && (static_cast<std::ptrdiff_t>(h) * w) % simd_lanes<S> == 0; }
+  /// Whether conv2d_forward takes the direct kernel for h×w inputs: a stride-1 "same" convolution with
+  /// packed weights whose output planes are whole SIMD vectors.
+  bool uses_direct_kernel(int h, int w) const {
+    return stride1_same() && !packed.empty() && (static_cast<std::ptrdiff_t>(h) * w) % simd_lanes<S> == 0;
+  }
+  /// Whether conv2d_forward runs the direct kernel's tiles on im2col columns for h×w inputs (instead of
+  /// a GEMM): a 3×3 convolution off the direct path (stride 2) whose output planes are whole vectors.
+  bool uses_tiles_on_columns(int h, int w) const {
+    return kernel == 3 && !packed.empty() && !uses_direct_kernel(h, w) &&
+           (static_cast<std::ptrdiff_t>(out_height(h)) * out_width(w)) % simd_lanes<S> == 0;
+  }
   /// The layout the direct kernel reads for h×w inputs (and conv2d_forward_bordered expects): active for
   /// a 3×3 convolution on the direct path.
   bordered_layout bordered_input(int h, int w) const {
@@ -323,6 +335,46 @@ void conv2d_direct(const conv2d<S>& c, const S* x, int n, int h, int w, S* y, st
 
 }  // namespace detail
 
+namespace detail {
+
+/// y[o][p0 + q] = conv at output pixels p0 … p0 + cols − 1 (cols a multiple of the vector width) for a
+/// 3×3 convolution, from its im2col columns: every packed weight block × tiles of vectors (the last two
+/// tiles split evenly when the vectors do not divide into full tiles), as conv2d_direct runs them.
+template <class S>
+void direct_tiles_on_columns(const conv2d<S>& c, const S* col, std::ptrdiff_t cols, S* y, std::ptrdiff_t pixels,
+                             std::ptrdiff_t p0, bool accumulate) {
+  constexpr int R = packed_conv_weights<S>::rows, V = direct_tile<S>::vectors;
+  const int L = simd_lanes<S>;
+  const std::ptrdiff_t vectors = cols / L;
+  for (int block = 0; block < c.packed.blocks; ++block) {
+    const S* wb = c.packed.values.data() + block * c.packed.taps * R;
+    const int first = block * R, valid = std::min(R, c.out - first);
+    for (std::ptrdiff_t start = 0; start < vectors;) {
+      const std::ptrdiff_t left = vectors - start;
+      const int count = static_cast<int>(left >= 2 * V || left == V ? V : left > V ? (left + 1) / 2 : left);
+      std::ptrdiff_t in_vec[V], out_vec[V];
+      for (int v = 0; v < count; ++v) {
+        in_vec[v] = (start + v) * L;
+        out_vec[v] = p0 + (start + v) * L;
+      }
+      const auto run = [&]<int Vectors>() {
+        direct_conv_tile<S, 3, Vectors>(col, c.in, 9 * cols, 3 * cols, cols, wb, c.bias.data() + first, valid, in_vec, out_vec,
+                                        y + first * pixels, pixels, accumulate);
+      };
+      static_assert(V <= 3, "tiles of up to 3 vectors");
+      if (count == V) run.template operator()<V>();
+      else if constexpr (V == 3) {
+        if (count == 2) run.template operator()<2>();
+        else run.template operator()<1>();
+      } else
+        run.template operator()<1>();
+      start += count;
+    }
+  }
+}
+
+}  // namespace detail
+
 /// y = conv(x) for a batch: x (n, in, h, w), y (n, out, h', w'). `scratch` holds conv2d_scratch(c, n, h,
 /// w, max_threads()) elements: the zero-bordered input for the direct kernel, else one im2col block per
 /// thread. With `accumulate`, y += conv(x).
@@ -337,6 +389,7 @@ void conv2d_forward(const conv2d<S>& c, const S* x, int n, int h, int w, S* y, s
   const std::ptrdiff_t pixels = static_cast<std::ptrdiff_t>(ho) * wo;
   const std::ptrdiff_t blocks = (pixels + column_block - 1) / column_block;
   const std::ptrdiff_t in_size = static_cast<std::ptrdiff_t>(c.in) * h * w, out_size = static_cast<std::ptrdiff_t>(c.out) * pixels;
+  const bool tiles_on_columns = c.uses_tiles_on_columns(h, w);
   parallel_for(n * blocks, [&](std::ptrdiff_t task) {
     const std::ptrdiff_t item = task / blocks, p0 = (task % blocks) * column_block;
     const std::ptrdiff_t cols = std::min(column_block, pixels - p0);
@@ -349,6 +402,12 @@ void conv2d_forward(const conv2d<S>& c, const S* x, int n, int h, int w, S* y, s
     } else {
       S* col = scratch.data() + static_cast<std::size_t>(thread_index()) * c.scratch_size();
       detail::im2col(c, xi, h, w, p0, cols, col);
+      if (tiles_on_columns) {
+        // The columns (in·9 rows of `cols` pixels) are the direct 3×3 kernel's input with taps `cols`
+        // apart, tap rows 3·cols apart and channels 9·cols apart: its register tiles, no GEMM packing.
+        detail::direct_tiles_on_columns(c, col, cols, y + item * out_size, pixels, p0, accumulate);
+        return;
+      }
       const_matrix_map<S> in(col, c.weight.cols(), cols, Eigen::OuterStride<>(cols));
       if (accumulate) out.noalias() += c.weight * in;
       else out.noalias() = c.weight * in;

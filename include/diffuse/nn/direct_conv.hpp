@@ -96,6 +96,26 @@ void direct_conv_tile(const S* x, int in_channels, std::ptrdiff_t plane, std::pt
     }
 }
 
+/// direct_conv_tile with a number of vectors (1 … direct_tile::vectors) known only at run time: a tile
+/// at the end of a plane may be narrower than the full one.
+template <class S, int K>
+void direct_conv_tile_of(int vectors, const S* x, int in_channels, std::ptrdiff_t plane, std::ptrdiff_t row,
+                         std::ptrdiff_t tap, const S* w, const S* bias, int valid_rows, const std::ptrdiff_t* in_vec,
+                         const std::ptrdiff_t* out_vec, S* y, std::ptrdiff_t y_channel_stride, bool accumulate) {
+  constexpr int V = direct_tile<S>::vectors;
+  static_assert(V <= 3, "tiles of up to 3 vectors");
+  const auto run = [&]<int Vectors>() {
+    direct_conv_tile<S, K, Vectors>(x, in_channels, plane, row, tap, w, bias, valid_rows, in_vec, out_vec, y, y_channel_stride,
+                                    accumulate);
+  };
+  if (vectors == V) run.template operator()<V>();
+  else if constexpr (V == 3) {
+    if (vectors == 2) run.template operator()<2>();
+    else run.template operator()<1>();
+  } else
+    run.template operator()<1>();
+}
+
 }  // namespace detail
 
 /// Lanes of one SIMD vector of S on the target the library is compiled for.

@@ -304,6 +304,18 @@ void conv2d_direct(const conv2d<S>& c, const S* x, int n, int h, int w, S* y, st
     if (tiles - even == 1) return {even * V, static_cast<int>(left)};
     return t == even ? std::pair{even * V, static_cast<int>(first)} : std::pair{even * V + first, static_cast<int>(left - first)};
   };
+  // One tile of one item: input channels from xi (`channels` of them), weight block wb, output rows yb.
+  const auto run_tile = [&](std::ptrdiff_t tile, const S* xi, int channels, const S* wb, const S* bias, int valid, S* yb,
+                            bool add) {
+    const auto [start, count] = tile_extent(tile);
+    std::ptrdiff_t in_vec[V], out_vec[V];
+    for (int v = 0; v < count; ++v) {
+      const std::ptrdiff_t p = (start + v) * L;
+      in_vec[v] = rows_fit ? p / w * row + p % w : p;
+      out_vec[v] = p;
+    }
+    direct_conv_tile_of<S, K>(count, xi, channels, in_plane, row, tap, wb, bias, valid, in_vec, out_vec, yb, P, add);
+  };
   // A weight block larger than L1 (48 KB here; over 40 KB, e.g. 3×3 × 256 channels = 74 KB) streams from
   // L2 for every tile. Its input channels are then cut into near-equal chunks of at most 24 KB of
   // weights, and a task owns one (item, weight block) and runs every tile of a chunk before the next
@@ -326,24 +338,7 @@ void conv2d_direct(const conv2d<S>& c, const S* x, int n, int h, int w, S* y, st
         const S* wb = c.packed.values.data() + (block * c.packed.taps + static_cast<std::ptrdiff_t>(ci0) * K * K) * R;
         const S* bias = ci0 == 0 ? c.bias.data() + first : zero_bias;
         const bool add = accumulate || ci0 > 0;
-        for (std::ptrdiff_t tile = 0; tile < tiles; ++tile) {
-          const auto [start, count] = tile_extent(tile);
-          std::ptrdiff_t in_vec[V], out_vec[V];
-          for (int v = 0; v < count; ++v) {
-            const std::ptrdiff_t p = (start + v) * L;
-            in_vec[v] = rows_fit ? p / w * row + p % w : p;
-            out_vec[v] = p;
-          }
-          const auto run = [&]<int Vectors>() {
-            direct_conv_tile<S, K, Vectors>(xi, channels, in_plane, row, tap, wb, bias, valid, in_vec, out_vec, yb, P, add);
-          };
-          if (count == V) run.template operator()<V>();
-          else if constexpr (V == 3) {
-            if (count == 2) run.template operator()<2>();
-            else run.template operator()<1>();
-          } else
-            run.template operator()<1>();
-        }
+        for (std::ptrdiff_t tile = 0; tile < tiles; ++tile) run_tile(tile, xi, channels, wb, bias, valid, yb, add);
       }
     });
     return;
@@ -352,34 +347,11 @@ void conv2d_direct(const conv2d<S>& c, const S* x, int n, int h, int w, S* y, st
     const std::ptrdiff_t item = task / (blocks * tiles), rest = task % (blocks * tiles);
     const std::ptrdiff_t tile = direct_tile<S>::tile_innermost ? rest % tiles : rest / blocks;
     const std::ptrdiff_t block = direct_tile<S>::tile_innermost ? rest / tiles : rest % blocks;
-    const auto [start, count] = tile_extent(tile);
-    std::ptrdiff_t in_vec[V], out_vec[V];
-    for (int v = 0; v < count; ++v) {
-      const std::ptrdiff_t p = (start + v) * L;
-      in_vec[v] = rows_fit ? p / w * row + p % w : p;
-      out_vec[v] = p;
-    }
-    const S* xi = src + item * c.in * in_plane;
-    const S* wb = c.packed.values.data() + block * c.packed.taps * R;
     const int first = static_cast<int>(block) * R, valid = std::min(R, c.out - first);
-    S* yb = y + (item * c.out + first) * P;
-    const S* bias = c.bias.data() + first;
-    const auto run = [&]<int Vectors>() {
-      direct_conv_tile<S, K, Vectors>(xi, c.in, in_plane, row, tap, wb, bias, valid, in_vec, out_vec, yb, P, accumulate);
-    };
-    static_assert(V <= 3, "tiles of up to 3 vectors");
-    if (count == V) run.template operator()<V>();
-    else if constexpr (V == 3) {
-      if (count == 2) run.template operator()<2>();
-      else run.template operator()<1>();
-    } else
-      run.template operator()<1>();
+    run_tile(tile, src + item * c.in * in_plane, c.in, c.packed.values.data() + block * c.packed.taps * R,
+             c.bias.data() + first, valid, y + (item * c.out + first) * P, accumulate);
   });
 }
-
-}  // namespace detail
-
-namespace detail {
 
 /// y[o][p0 + q] = conv at output pixels p0 … p0 + cols − 1 (cols a multiple of the vector width) for a
 /// 3×3 convolution, from its im2col columns: every packed weight block × tiles of vectors (the last two
@@ -401,17 +373,8 @@ void direct_tiles_on_columns(const conv2d<S>& c, const S* col, std::ptrdiff_t co
         in_vec[v] = (start + v) * L;
         out_vec[v] = p0 + (start + v) * L;
       }
-      const auto run = [&]<int Vectors>() {
-        direct_conv_tile<S, 3, Vectors>(col, c.in, 9 * cols, 3 * cols, cols, wb, c.bias.data() + first, valid, in_vec, out_vec,
-                                        y + first * pixels, pixels, accumulate);
-      };
-      static_assert(V <= 3, "tiles of up to 3 vectors");
-      if (count == V) run.template operator()<V>();
-      else if constexpr (V == 3) {
-        if (count == 2) run.template operator()<2>();
-        else run.template operator()<1>();
-      } else
-        run.template operator()<1>();
+      direct_conv_tile_of<S, 3>(count, col, c.in, 9 * cols, 3 * cols, cols, wb, c.bias.data() + first, valid, in_vec, out_vec,
+                                y + first * pixels, pixels, accumulate);
       start += count;
     }
   }

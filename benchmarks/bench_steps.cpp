@@ -138,7 +138,8 @@ void BM_noise(benchmark::State& state) {
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * n));
 }
 
-// Noise generation then the step, as sample() runs them: the comparison with a Python step that calls
+// A step that draws its noise, as sample() runs it (generated_noise: the step makes the noise a few
+// thousand elements at a time just before it uses them): the comparison with a Python step that calls
 // torch.randn. `sampler` 0 is DDIM (as BM_ddim_step), 1 is DDPM (as BM_ddpm_step).
 void BM_step_with_noise(benchmark::State& state) {
   const auto n = static_cast<std::size_t>(state.range(0));
@@ -153,8 +154,8 @@ void BM_step_with_noise(benchmark::State& state) {
   step_data d(n);
   const auto shape = shape_of(n);
   for (auto _ : state) {
-    diffuse::fill_batch<float>(gen, std::span<float>(d.noise), 1, 0, 11);
-    const diffuse::step_buffers<float> io{.x_t = d.x, .model_output = d.out, .noise = d.noise, .x_prev = d.x_prev};
+    const diffuse::step_buffers<float> io{.x_t = d.x, .model_output = d.out, .x_prev = d.x_prev,
+                                          .generated = {.generator = &gen, .first_sample = 0, .stream = 11}};
     if (ddpm) {
       ancestral.step<float>(500, io, shape);
     } else {

@@ -179,6 +179,20 @@ int compare_paths(const noise_schedule& schedule, const std::vector<int>& list, 
     CHECK(same_bits(xp, in_place));
     results.push_back(xp);
     results.push_back(x0);
+    // Generated noise (the step draws it a piece at a time) gives the bits of the same numbers passed as a
+    // buffer filled by fill_batch, on every path: the fused pass, x̂0 output, guidance, thresholding and
+    // the learned variance, in place or not.
+    const normal_generator gen(99);
+    std::vector<T> zg(n), from_buffer(n), generated(n), x0_buffer(n), x0_generated(n), generated_in_place = x;
+    fill_batch<T>(gen, zg, shape.batch, 5, 7);
+    const generated_noise source{.generator = &gen, .first_sample = 5, .stream = 7};
+    sampler.template step<T>(k, {.x_t = x, .model_output = out, .noise = zg, .x_prev = from_buffer, .x0 = x0_buffer, .guidance_gradient = g}, shape);
+    sampler.template step<T>(k, {.x_t = x, .model_output = out, .x_prev = generated, .x0 = x0_generated, .guidance_gradient = g, .generated = source}, shape);
+    CHECK(same_bits(from_buffer, generated));
+    CHECK(same_bits(x0_buffer, x0_generated));
+    sampler.template step<T>(k, {.x_t = x, .model_output = out, .noise = zg, .x_prev = from_buffer, .guidance_gradient = g}, shape);
+    sampler.template step<T>(k, {.x_t = generated_in_place, .model_output = out, .x_prev = generated_in_place, .guidance_gradient = g, .generated = source}, shape);
+    CHECK(same_bits(from_buffer, generated_in_place));
   }
   CHECK(same_bits(results[0], results[2]));
   CHECK(same_bits(results[1], results[3]));

@@ -397,7 +397,11 @@ TEST_CASE("bad sampler input raises diffuse::error with what was expected") {
   check_error([&] { plain.step<float>(0, {.x_t = wrong, .model_output = out_c, .noise = noise, .x_prev = xp}, shape); },
               {"x_t has 23 elements; expected batch 2 x channels 3 x spatial 4 = 24"});
   check_error([&] { plain.step<float>(0, {.x_t = x, .model_output = out_c, .x_prev = xp}, shape); },
-              {"noise has 0 elements; expected 24 (this step adds noise)"});
+              {"noise has 0 elements; expected 24 (this step adds noise; or give generated noise instead)"});
+  const normal_generator gen(1);
+  check_error([&] {
+    plain.step<float>(0, {.x_t = x, .model_output = out_c, .noise = noise, .x_prev = xp, .generated = {.generator = &gen}}, shape);
+  }, {"[diffuse.argument]", "both a noise buffer and generated noise; expected one of them"});
   check_error([&] { plain.step<float>(10, {.x_t = x, .model_output = out_c, .noise = noise, .x_prev = xp}, shape); },
               {"step index 10 is out of range"});
   check_error([&] { sample(plain, [](std::span<const float>, int, std::span<float>) {}, std::span<float>(wrong), shape); },

@@ -48,14 +48,13 @@ struct sample_options {
 template <class Scalar>
 struct sampling_workspace {
   std::vector<Scalar> model_output;  ///< the model's output at each step: output_factor·N·C·spatial elements
-  std::vector<Scalar> noise;         ///< the step's standard normal noise, N·C·spatial elements
   std::vector<Scalar> x0;            ///< the x̂0 each step writes for the callback
   std::vector<Scalar> x_next;        ///< the second state buffer, alternating with x so no step copies
   std::vector<Scalar> gradient;      ///< the guidance gradient; sized only for guidance that needs one
-  /// Sizes model_output (numel·output_factor), noise and x0 (numel); keeps them when already the right size.
+  /// Sizes model_output (numel·output_factor) and x0 (numel); keeps them when already the right size. (The
+  /// steps generate their noise as they go: no noise buffer.)
   void reserve(std::size_t numel, std::size_t output_factor) {
     if (model_output.size() != numel * output_factor) model_output.assign(numel * output_factor, Scalar(0));
-    if (noise.size() != numel) noise.assign(numel, Scalar(0));
     if (x0.size() != numel) x0.assign(numel, Scalar(0));
   }
 };
@@ -127,17 +126,18 @@ void sample(const Sampler& sampler, Model&& model, std::span<Scalar> x, const sa
       guidance(guidance_context<Scalar>{k, n, t, sampler.coefficients(k).alpha_bar_t, current, workspace.model_output,
                                         gradient, shape});
     }
-    const bool noisy = sampler.adds_noise(k);
-    if (noisy) fill_batch<Scalar>(generator, std::span<Scalar>(workspace.noise), shape.batch, options.first_sample, step_noise_stream(k));
+    // The step draws its noise itself, a few thousand elements at a time (generated_noise): the same
+    // numbers as fill_batch into a buffer, without the buffer's round trip through memory.
     step_buffers<Scalar> io{.x_t = current,
                             .model_output = workspace.model_output,
-                            .noise = noisy ? std::span<const Scalar>(workspace.noise) : std::span<const Scalar>(),
                             .x_prev = next,
                             // x̂0 is written only for a callback to see: without one the step saves that store.
                             .x0 = std::is_same_v<std::remove_cvref_t<Callback>, no_callback> ? std::span<Scalar>()
                                                                                               : std::span<Scalar>(workspace.x0),
                             .guidance_gradient = guidance_type::needs_gradient ? std::span<const Scalar>(workspace.gradient)
-                                                                               : std::span<const Scalar>()};
+                                                                               : std::span<const Scalar>(),
+                            .generated = sampler.adds_noise(k) ? generated_noise{&generator, options.first_sample, step_noise_stream(k)}
+                                                               : generated_noise{}};
     sampler.template step<Scalar>(k, io, shape);
     callback(step_event<Scalar>{k, n, t, std::span<const Scalar>(current), std::span<const Scalar>(workspace.x0)});
     std::swap(current, next);

@@ -21,7 +21,9 @@
 
 #include "diffuse/error.hpp"
 #include "diffuse/posterior.hpp"
+#include "diffuse/random.hpp"
 #include "diffuse/shape.hpp"
+#include "diffuse/step_buffers.hpp"
 
 #if defined(_OPENMP)
 #include <omp.h>
@@ -75,7 +77,7 @@ inline prediction_coefficients make_prediction_coefficients(prediction_type type
 }
 
 /// Which per-thread scratch buffer: each use has its own so they never overlap.
-enum class scratch_slot { quantile, x0 };
+enum class scratch_slot { quantile, x0, noise };
 
 /// Per-thread scratch of at least n elements: it grows once, then is reused, so steps after the first
 /// allocate nothing (one buffer per thread and slot, safe under OpenMP).
@@ -239,6 +241,52 @@ int run_elementwise(std::size_t n, bool vectorize, const Body& body) {
   }
 #endif
   return run_range<Scalar>(0, n, vectorize, body);
+}
+
+/// out[0, hi − lo) = the generated noise of elements [lo, hi) of a batch stored flat, items of per_item
+/// elements: each item's stream from its own element offset, as fill_batch addresses it.
+template <class Scalar>
+void fill_generated_noise(const generated_noise& g, std::size_t per_item, std::size_t lo, std::size_t hi, Scalar* out) {
+  while (lo < hi) {
+    const std::size_t item = lo / per_item, offset = lo % per_item, count = std::min(hi - lo, per_item - offset);
+    g.generator->fill<Scalar>(std::span<Scalar>(out, count), g.first_sample + item, g.stream, offset);
+    out += count;
+    lo += count;
+  }
+}
+
+/// run_elementwise for a step that generates its noise: each thread makes the noise of `piece`
+/// elements into its own buffer (16 KB of floats, which stays in L1) and at once runs
+/// make_body(offset, noise) over them, a body whose pointers start at element `offset` and whose noise
+/// is the buffer. The chunks and the bits are those of run_elementwise over a filled noise buffer.
+template <class Scalar, class MakeBody>
+int run_elementwise_generated(std::size_t n, std::size_t per_item, bool vectorize, const generated_noise& g,
+                              const MakeBody& make_body) {
+  constexpr std::size_t piece = 4096;  // a multiple of every vector width
+  const auto run_chunk = [&](std::size_t lo, std::size_t hi) {
+    const std::span<Scalar> noise = thread_scratch<Scalar, scratch_slot::noise>(piece);
+    int mask = 0;
+    for (std::size_t a = lo; a < hi; a += piece) {
+      const std::size_t b = std::min(hi, a + piece);
+      fill_generated_noise(g, per_item, a, b, noise.data());
+      mask |= run_range<Scalar>(0, b - a, vectorize, make_body(a, static_cast<const Scalar*>(noise.data())));
+    }
+    return mask;
+  };
+#if defined(_OPENMP)
+  if (n >= parallel_threshold && omp_get_max_threads() > 1 && !omp_in_parallel()) {
+    constexpr std::size_t chunk = std::size_t{1} << 14;
+    const auto chunks = static_cast<std::ptrdiff_t>((n + chunk - 1) / chunk);
+    int mask = 0;
+#pragma omp parallel for schedule(static) reduction(| : mask)
+    for (std::ptrdiff_t c = 0; c < chunks; ++c) {
+      const std::size_t lo = static_cast<std::size_t>(c) * chunk;
+      mask |= run_chunk(lo, std::min(n, lo + chunk));
+    }
+    return mask;
+  }
+#endif
+  return run_chunk(0, n);
 }
 
 /// Runs `body(i)` for every batch item, in parallel when OpenMP is on and the work is large enough to pay

@@ -131,7 +131,8 @@ class ddpm_sampler {
   /// element, is scalar).
   /// \param k       position in the timestep list, 0 <= k < num_steps()
   /// \param io      the step's buffers: x_t, model output (2C channels for a learned variance) and x_prev,
-  ///                plus the noise (a buffer or generated) when adds_noise(k), optionally x0 and a guidance gradient
+  ///                plus the noise (a buffer or generated) when adds_noise(k), optionally x0 and a guidance
+  ///                gradient
   /// \param shape   batch, channels and spatial size every buffer must match
   /// \param x0_hook optional callable `hook(std::span<Scalar> x0, std::size_t item, int t)` that may edit
   ///                one batch item's x̂0 in place before clipping or thresholding (e.g. inpainting masks);
@@ -229,25 +230,15 @@ class ddpm_sampler {
     if (std::is_same_v<std::remove_cvref_t<X0Hook>, no_x0_hook> && !proc.threshold && !learned) {
       const bool plain = !guided && io.x0.empty();
       bad = detail::with_flags(plain, noisy, check, clip, [&](auto flags) {
-              if (noisy && io.generated.generator)
-                return detail::run_elementwise_generated<Scalar>(
-                    shape.numel(), per_item, vectorize, io.generated, [&](std::size_t offset, const Scalar* z) {
-                      pointers q = at(offset, nullptr);
-                      q.z = z;
-                      return update(q, false, Scalar(0), flags);
-                    });
-              return detail::run_elementwise<Scalar>(shape.numel(), vectorize, update(at(0, nullptr), false, Scalar(0), flags));
+              return detail::run_fused_pass<Scalar>(shape.numel(), per_item, vectorize, noisy, io.generated, at,
+                                                    [&](const pointers& q) { return update(q, false, Scalar(0), flags); });
             }) != 0;
     } else {
       bad = detail::for_each_item(shape.batch, per_item, [&](std::size_t i) -> int {
               const std::span<Scalar> x0 = io.x0.empty() ? detail::thread_scratch<Scalar, detail::scratch_slot::x0>(per_item)
                                                          : io.x0.subspan(i * per_item, per_item);
               pointers q = at(i * per_item, x0.data());
-              if (noisy && io.generated.generator) {
-                const std::span<Scalar> z = detail::thread_scratch<Scalar, detail::scratch_slot::noise>(per_item);
-                detail::fill_generated_noise(io.generated, per_item, i * per_item, (i + 1) * per_item, z.data());
-                q.z = z.data();
-              }
+              if (noisy && io.generated.generator) q.z = detail::generated_item_noise<Scalar>(io.generated, per_item, i * per_item);
               const int mask = detail::run_range<Scalar>(0, per_item, vectorize, [&]<class V>(std::size_t j, detail::finite_probe<V>& p) {
                 const V xv = detail::load<V>(q.x + j), ov = detail::load<V>(q.out + j);
                 if (check) {

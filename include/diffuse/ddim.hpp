@@ -126,8 +126,8 @@ class ddim_sampler {
   /// output and the noise, and writes x_prev (and x0 when given). A hook or thresholding needs x̂0 of a
   /// whole item first, so the step then makes a conversion pass and an update pass per item.
   /// \param k       position in the timestep list, 0 <= k < num_steps()
-  /// \param io      the step's buffers: x_t, model output and x_prev, plus the noise (a buffer or generated) when adds_noise(k),
-  ///                optionally x0 and a guidance gradient
+  /// \param io      the step's buffers: x_t, model output and x_prev, plus the noise (a buffer or generated)
+  ///                when adds_noise(k), optionally x0 and a guidance gradient
   /// \param shape   batch, channels and spatial size every buffer must match
   /// \param x0_hook optional callable `hook(std::span<Scalar> x0, std::size_t item, int t)` that may edit
   ///                one batch item's x̂0 in place before clipping or thresholding (e.g. inpainting masks);
@@ -207,14 +207,8 @@ class ddim_sampler {
     if (std::is_same_v<std::remove_cvref_t<X0Hook>, no_x0_hook> && !proc.threshold) {
       const bool plain = !guided && !recompute_eps && io.x0.empty();
       bad = detail::with_flags(plain, noisy, check, clip, [&](auto flags) {
-              if (noisy && io.generated.generator)
-                return detail::run_elementwise_generated<Scalar>(
-                    shape.numel(), per_item, vectorize, io.generated, [&](std::size_t offset, const Scalar* z) {
-                      pointers q = at(offset, nullptr);
-                      q.z = z;
-                      return update(q, false, Scalar(0), flags);
-                    });
-              return detail::run_elementwise<Scalar>(shape.numel(), vectorize, update(at(0, nullptr), false, Scalar(0), flags));
+              return detail::run_fused_pass<Scalar>(shape.numel(), per_item, vectorize, noisy, io.generated, at,
+                                                    [&](const pointers& q) { return update(q, false, Scalar(0), flags); });
             }) != 0;
     } else {
       bad = detail::for_each_item(shape.batch, per_item, [&](std::size_t i) -> int {
@@ -222,11 +216,7 @@ class ddim_sampler {
               const std::span<Scalar> x0 = io.x0.empty() ? detail::thread_scratch<Scalar, detail::scratch_slot::x0>(per_item)
                                                          : io.x0.subspan(base, per_item);
               pointers q = at(base, x0.data());
-              if (noisy && io.generated.generator) {
-                const std::span<Scalar> z = detail::thread_scratch<Scalar, detail::scratch_slot::noise>(per_item);
-                detail::fill_generated_noise(io.generated, per_item, base, base + per_item, z.data());
-                q.z = z.data();
-              }
+              if (noisy && io.generated.generator) q.z = detail::generated_item_noise<Scalar>(io.generated, per_item, base);
               const int mask = detail::run_range<Scalar>(0, per_item, vectorize, [&]<class V>(std::size_t j, detail::finite_probe<V>& p) {
                 const V xv = detail::load<V>(q.x + j), ov = detail::load<V>(q.out + j);
                 if (check) {

@@ -221,26 +221,33 @@ int run_range(std::size_t lo, std::size_t hi, bool vectorize, const Body& shared
 /// microseconds, which a pass over 64K floats (1 MB of traffic) no longer notices.
 inline constexpr std::size_t parallel_threshold = std::size_t{1} << 16;
 
-/// Runs `body` over elements [0, n), split into fixed chunks shared between OpenMP threads when n is
-/// large. Each element is computed by the same operations whatever the split, so the bits do not depend
-/// on the thread count. Returns the OR of the chunks' non-finite masks.
-template <class Scalar, class Body>
-int run_elementwise(std::size_t n, bool vectorize, const Body& body) {
+/// Runs run_chunk(lo, hi) over [0, n) split into fixed chunks shared between OpenMP threads when n is
+/// large (one chunk otherwise); returns the OR of the chunks' non-finite masks. Chunks are a multiple of
+/// every vector width, so only the last one has a scalar tail.
+template <class RunChunk>
+int for_each_chunk(std::size_t n, const RunChunk& run_chunk) {
 #if defined(_OPENMP)
   if (n >= parallel_threshold && omp_get_max_threads() > 1 && !omp_in_parallel()) {
-    // Chunks are a multiple of every vector width, so only the last one has a scalar tail.
     constexpr std::size_t chunk = std::size_t{1} << 14;
     const auto chunks = static_cast<std::ptrdiff_t>((n + chunk - 1) / chunk);
     int mask = 0;
 #pragma omp parallel for schedule(static) reduction(| : mask)
     for (std::ptrdiff_t c = 0; c < chunks; ++c) {
       const std::size_t lo = static_cast<std::size_t>(c) * chunk;
-      mask |= run_range<Scalar>(lo, std::min(n, lo + chunk), vectorize, body);
+      mask |= run_chunk(lo, std::min(n, lo + chunk));
     }
     return mask;
   }
 #endif
-  return run_range<Scalar>(0, n, vectorize, body);
+  return run_chunk(std::size_t{0}, n);
+}
+
+/// Runs `body` over elements [0, n), in chunks shared between OpenMP threads when n is large. Each
+/// element is computed by the same operations whatever the split, so the bits do not depend on the
+/// thread count. Returns the OR of the chunks' non-finite masks.
+template <class Scalar, class Body>
+int run_elementwise(std::size_t n, bool vectorize, const Body& body) {
+  return for_each_chunk(n, [&](std::size_t lo, std::size_t hi) { return run_range<Scalar>(lo, hi, vectorize, body); });
 }
 
 /// out[0, hi − lo) = the generated noise of elements [lo, hi) of a batch stored flat, items of per_item
@@ -263,7 +270,7 @@ template <class Scalar, class MakeBody>
 int run_elementwise_generated(std::size_t n, std::size_t per_item, bool vectorize, const generated_noise& g,
                               const MakeBody& make_body) {
   constexpr std::size_t piece = 4096;  // a multiple of every vector width
-  const auto run_chunk = [&](std::size_t lo, std::size_t hi) {
+  return for_each_chunk(n, [&](std::size_t lo, std::size_t hi) {
     const std::span<Scalar> noise = thread_scratch<Scalar, scratch_slot::noise>(piece);
     int mask = 0;
     for (std::size_t a = lo; a < hi; a += piece) {
@@ -272,21 +279,31 @@ int run_elementwise_generated(std::size_t n, std::size_t per_item, bool vectoriz
       mask |= run_range<Scalar>(0, b - a, vectorize, make_body(a, static_cast<const Scalar*>(noise.data())));
     }
     return mask;
-  };
-#if defined(_OPENMP)
-  if (n >= parallel_threshold && omp_get_max_threads() > 1 && !omp_in_parallel()) {
-    constexpr std::size_t chunk = std::size_t{1} << 14;
-    const auto chunks = static_cast<std::ptrdiff_t>((n + chunk - 1) / chunk);
-    int mask = 0;
-#pragma omp parallel for schedule(static) reduction(| : mask)
-    for (std::ptrdiff_t c = 0; c < chunks; ++c) {
-      const std::size_t lo = static_cast<std::size_t>(c) * chunk;
-      mask |= run_chunk(lo, std::min(n, lo + chunk));
-    }
-    return mask;
-  }
-#endif
-  return run_chunk(0, n);
+  });
+}
+
+/// The fused pass of a step over its n elements. `at(offset, nullptr)` gives the step's pointers from
+/// element `offset`, `make_update(pointers)` its element body. With generated noise the body runs piece
+/// by piece on freshly generated noise; otherwise once over the buffers.
+template <class Scalar, class At, class MakeUpdate>
+int run_fused_pass(std::size_t n, std::size_t per_item, bool vectorize, bool noisy, const generated_noise& g, const At& at,
+                   const MakeUpdate& make_update) {
+  if (noisy && g.generator)
+    return run_elementwise_generated<Scalar>(n, per_item, vectorize, g, [&](std::size_t offset, const Scalar* z) {
+      auto q = at(offset, nullptr);
+      q.z = z;
+      return make_update(q);
+    });
+  return run_elementwise<Scalar>(n, vectorize, make_update(at(0, nullptr)));
+}
+
+/// One item's generated noise (elements [base, base + per_item)) in this thread's noise scratch, for
+/// the per-item passes.
+template <class Scalar>
+const Scalar* generated_item_noise(const generated_noise& g, std::size_t per_item, std::size_t base) {
+  const std::span<Scalar> z = thread_scratch<Scalar, scratch_slot::noise>(per_item);
+  fill_generated_noise(g, per_item, base, base + per_item, z.data());
+  return z.data();
 }
 
 /// Runs `body(i)` for every batch item, in parallel when OpenMP is on and the work is large enough to pay

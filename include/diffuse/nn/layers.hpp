@@ -289,25 +289,16 @@ void conv2d_direct(const conv2d<S>& c, const S* x, int n, int h, int w, S* y, st
     });
     src = padded;
   }
-  // Tiles of V vectors of L output pixels; tasks (item, tile, block), ordered so that consecutive tasks
-  // share either the input tile or the weight block in cache (direct_tile::tile_innermost). When the
-  // vectors of a plane do not divide into tiles of V, the last full tile and the remainder are split into
-  // two near-equal tiles (3 + 1 becomes 2 + 2): a 1-vector tile has one input load per 8 broadcasts and
-  // runs at a third of the full tile's rate, which at 8×8 and 16×16 cost a tenth of the forward.
+  // Tiles of vectors of L output pixels (plane_tiles); tasks (item, tile, block), ordered so that
+  // consecutive tasks share either the input tile or the weight block in cache
+  // (direct_tile::tile_innermost).
   constexpr int V = direct_tile<S>::vectors;
-  const std::ptrdiff_t vectors = P / L, full = vectors / V, remainder = vectors % V, blocks = c.packed.blocks;
-  const std::ptrdiff_t even = remainder > 0 && full > 0 ? full - 1 : full;  // tiles of exactly V vectors
-  const std::ptrdiff_t tiles = (vectors + V - 1) / V;
-  const auto tile_extent = [&](std::ptrdiff_t t) -> std::pair<std::ptrdiff_t, int> {
-    if (t < even) return {t * V, V};
-    const std::ptrdiff_t left = vectors - even * V, first = (left + 1) / 2;  // one or two tiles remain
-    if (tiles - even == 1) return {even * V, static_cast<int>(left)};
-    return t == even ? std::pair{even * V, static_cast<int>(first)} : std::pair{even * V + first, static_cast<int>(left - first)};
-  };
+  const plane_tiles<S> tiling(P / L);
+  const std::ptrdiff_t tiles = tiling.count, blocks = c.packed.blocks;
   // One tile of one item: input channels from xi (`channels` of them), weight block wb, output rows yb.
   const auto run_tile = [&](std::ptrdiff_t tile, const S* xi, int channels, const S* wb, const S* bias, int valid, S* yb,
                             bool add) {
-    const auto [start, count] = tile_extent(tile);
+    const auto [start, count] = tiling[tile];
     std::ptrdiff_t in_vec[V], out_vec[V];
     for (int v = 0; v < count; ++v) {
       const std::ptrdiff_t p = (start + v) * L;
@@ -354,20 +345,19 @@ void conv2d_direct(const conv2d<S>& c, const S* x, int n, int h, int w, S* y, st
 }
 
 /// y[o][p0 + q] = conv at output pixels p0 … p0 + cols − 1 (cols a multiple of the vector width) for a
-/// 3×3 convolution, from its im2col columns: every packed weight block × tiles of vectors (the last two
-/// tiles split evenly when the vectors do not divide into full tiles), as conv2d_direct runs them.
+/// 3×3 convolution, from its im2col columns: every packed weight block × the plane_tiles of the columns,
+/// as conv2d_direct runs them.
 template <class S>
 void direct_tiles_on_columns(const conv2d<S>& c, const S* col, std::ptrdiff_t cols, S* y, std::ptrdiff_t pixels,
                              std::ptrdiff_t p0, bool accumulate) {
   constexpr int R = packed_conv_weights<S>::rows, V = direct_tile<S>::vectors;
   const int L = simd_lanes<S>;
-  const std::ptrdiff_t vectors = cols / L;
+  const plane_tiles<S> tiling(cols / L);
   for (int block = 0; block < c.packed.blocks; ++block) {
     const S* wb = c.packed.values.data() + block * c.packed.taps * R;
     const int first = block * R, valid = std::min(R, c.out - first);
-    for (std::ptrdiff_t start = 0; start < vectors;) {
-      const std::ptrdiff_t left = vectors - start;
-      const int count = static_cast<int>(left >= 2 * V || left == V ? V : left > V ? (left + 1) / 2 : left);
+    for (std::ptrdiff_t tile = 0; tile < tiling.count; ++tile) {
+      const auto [start, count] = tiling[tile];
       std::ptrdiff_t in_vec[V], out_vec[V];
       for (int v = 0; v < count; ++v) {
         in_vec[v] = (start + v) * L;
@@ -375,7 +365,6 @@ void direct_tiles_on_columns(const conv2d<S>& c, const S* col, std::ptrdiff_t co
       }
       direct_conv_tile_of<S, 3>(count, col, c.in, 9 * cols, 3 * cols, cols, wb, c.bias.data() + first, valid, in_vec, out_vec,
                                 y + first * pixels, pixels, accumulate);
-      start += count;
     }
   }
 }

@@ -11,6 +11,7 @@ configure_package_config_file(cmake/diffuse-config.cmake.in
 write_basic_package_version_file(${PROJECT_BINARY_DIR}/diffuse-config-version.cmake
   COMPATIBILITY SameMajorVersion ARCH_INDEPENDENT)
 install(FILES ${PROJECT_BINARY_DIR}/diffuse-config.cmake ${PROJECT_BINARY_DIR}/diffuse-config-version.cmake
+              ${PROJECT_SOURCE_DIR}/cmake/diffuse_dependency_versions.cmake
   DESTINATION share/cmake/diffuse)
 
 # pkg-config: <prefix>/share/pkgconfig/diffuse.pc (header-only, so not under the architecture's libdir).

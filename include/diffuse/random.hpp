@@ -33,6 +33,7 @@
 
 #include <xsimd/xsimd.hpp>
 
+#include "diffuse/detail/xsimd_compat.hpp"
 #include "diffuse/error.hpp"
 #include "diffuse/model.hpp"
 
@@ -251,13 +252,13 @@ inline void fill_block_vectors(const philox_round_keys<A>& keys, std::uint32_t s
   F r[K], theta[K];
   UI angle_words[K];
   for (std::size_t v = 0; v < K; ++v) {
-    const UI a = xsimd::bitwise_cast<UI>((c0[v] & low32) | (c2[v] << 32));
-    angle_words[v] = xsimd::bitwise_cast<UI>((c1[v] & low32) | (c3[v] << 32));
-    const F u1 = xsimd::to_float(xsimd::bitwise_cast<I>((a >> 8) | UI(1u))) * F(0x1.0p-24f);
+    const UI a = bit_cast_lanes<UI>((c0[v] & low32) | (c2[v] << 32));
+    angle_words[v] = bit_cast_lanes<UI>((c1[v] & low32) | (c3[v] << 32));
+    const F u1 = xsimd::to_float(bit_cast_lanes<I>((a >> 8) | UI(1u))) * F(0x1.0p-24f);
     // portable_logf(u1): u1 is a normal float, so its exponent and mantissa are its bit fields.
-    const UI bits = xsimd::bitwise_cast<UI>(u1);
-    F e = xsimd::to_float(xsimd::bitwise_cast<I>(bits >> 23)) - F(126.0f);
-    F m = xsimd::bitwise_cast<F>((bits & UI(0x007FFFFFu)) | UI(0x3F000000u));
+    const UI bits = bit_cast_lanes<UI>(u1);
+    F e = xsimd::to_float(bit_cast_lanes<I>(bits >> 23)) - F(126.0f);
+    F m = bit_cast_lanes<F>((bits & UI(0x007FFFFFu)) | UI(0x3F000000u));
     const auto small = m < F(sqrt_half_f);
     m = xsimd::select(small, m * F(2.0f), m);
     e = xsimd::select(small, e - F(1.0f), e);
@@ -268,7 +269,7 @@ inline void fill_block_vectors(const philox_round_keys<A>& keys, std::uint32_t s
     const F log_m = F(2.0f) * s + F(2.0f) * s * (s2 * p);
     const F log_u1 = e * F(ln2_hi_f) + (log_m + e * F(ln2_lo_f));
     r[v] = xsimd::sqrt(F(-2.0f) * log_u1);
-    theta[v] = xsimd::to_float(xsimd::bitwise_cast<I>((angle_words[v] >> 8) & UI(0x3FFFFFu))) * F(quarter_turn_step_f);
+    theta[v] = xsimd::to_float(bit_cast_lanes<I>((angle_words[v] >> 8) & UI(0x3FFFFFu))) * F(quarter_turn_step_f);
   }
   for (std::size_t v = 0; v < K; ++v) {
     // portable_sincos_quarterf(θ), then the quadrant: q odd swaps sin and cos, and the sign bits of
@@ -280,14 +281,14 @@ inline void fill_block_vectors(const philox_round_keys<A>& keys, std::uint32_t s
       ps = ps * x2 + F(sin_terms_f[i]);
       pc = pc * x2 + F(cos_terms_f[i]);
     }
-    const UI sq = xsimd::bitwise_cast<UI>(theta[v] + theta[v] * (x2 * ps));
-    const UI cq = xsimd::bitwise_cast<UI>(F(1.0f) + x2 * pc);
+    const UI sq = bit_cast_lanes<UI>(theta[v] + theta[v] * (x2 * ps));
+    const UI cq = bit_cast_lanes<UI>(F(1.0f) + x2 * pc);
     const UI c = angle_words[v];
-    const UI swap = xsimd::bitwise_cast<UI>(xsimd::bitwise_cast<I>(c << 1) >> 31);  // all ones when q is odd
+    const UI swap = bit_cast_lanes<UI>(bit_cast_lanes<I>(c << 1) >> 31);  // all ones when q is odd
     const UI differ = (sq ^ cq) & swap;
     const UI sign_bit(0x80000000u);
-    const F sin_turn = xsimd::bitwise_cast<F>(sq ^ differ ^ (c & sign_bit));
-    const F cos_turn = xsimd::bitwise_cast<F>(cq ^ differ ^ ((c ^ (c << 1)) & sign_bit));
+    const F sin_turn = bit_cast_lanes<F>(sq ^ differ ^ (c & sign_bit));
+    const F cos_turn = bit_cast_lanes<F>(cq ^ differ ^ ((c ^ (c << 1)) & sign_bit));
     store_interleaved<A>(r[v] * cos_turn, r[v] * sin_turn, out + 4 * v * W);
   }
 }

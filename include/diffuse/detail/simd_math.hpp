@@ -21,6 +21,7 @@
 #include <xsimd/xsimd.hpp>
 
 #include "diffuse/detail/fma.hpp"
+#include "diffuse/detail/xsimd_compat.hpp"
 #include "diffuse/version.hpp"
 
 namespace diffuse {
@@ -34,8 +35,10 @@ inline xsimd::batch<T, A> fast_exp(xsimd::batch<T, A> x) noexcept {
   } else {
     using F = xsimd::batch<float, A>;
     using I = xsimd::batch<std::int32_t, A>;
-    // max/min with the constant first: on x86 the second operand is returned when either is NaN.
-    x = xsimd::min(F(88.0f), xsimd::max(F(-86.0f), x));
+    // Clamped by comparisons, which are false for NaN, so a NaN passes through unchanged: xsimd's own
+    // min/max return the second operand on NaN up to 13.x and the first from 14.0 on.
+    x = xsimd::select(x > F(88.0f), F(88.0f), x);
+    x = xsimd::select(x < F(-86.0f), F(-86.0f), x);
     const F k = xsimd::nearbyint(x * F(1.44269504088896340736f));
     // ln 2 = ln2_hi + ln2_lo, ln2_hi with 12 significant bits.
     F r = fused_multiply_add(-k, F(0x1.62ep-1f), x);
@@ -49,8 +52,8 @@ inline xsimd::batch<T, A> fast_exp(xsimd::batch<T, A> x) noexcept {
     const F y = fused_multiply_add(p, r * r, r) + F(1.0f);
     // y·2^k by adding k to the biased exponent: y is in [0.7, 1.42] and k in [−124, 127], so the result
     // is a normal float.
-    const I scaled = xsimd::bitwise_cast<I>(y) + (xsimd::to_int(k) << 23);
-    return xsimd::bitwise_cast<F>(scaled);
+    const I scaled = bit_cast_lanes<I>(y) + (xsimd::to_int(k) << 23);
+    return bit_cast_lanes<F>(scaled);
   }
 }
 

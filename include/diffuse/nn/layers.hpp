@@ -19,6 +19,7 @@
 
 #include "diffuse/detail/fma.hpp"
 #include "diffuse/detail/simd_math.hpp"
+#include "diffuse/detail/xsimd_compat.hpp"
 #include "diffuse/error.hpp"
 #include "diffuse/nn/attention_kernel.hpp"
 #include "diffuse/nn/direct_conv.hpp"
@@ -436,7 +437,7 @@ struct norm_epilogue {
 namespace detail {
 
 /// Σ (x[p] + a) over n values: SIMD lanes of S within the row (at most a few thousand values, so a lane
-/// sums at most a few hundred), the lanes then added as a tree (xsimd::hadd: log₂ L roundings, where
+/// sums at most a few hundred), the lanes then added as a tree (sum_lanes: log₂ L roundings, where
 /// adding them one by one in double is a chain of L dependent additions that cost more than the whole
 /// row of a small image) and the rows in double by the caller.
 template <class S>
@@ -447,7 +448,7 @@ double sum_shifted(const S* x, std::ptrdiff_t n, S a) {
   const batch va(a);
   std::ptrdiff_t p = 0;
   for (; p + L <= n; p += L) acc += batch::load_unaligned(x + p) + va;
-  double sum = static_cast<double>(xsimd::hadd(acc));
+  double sum = static_cast<double>(diffuse::detail::sum_lanes(acc));
   for (; p < n; ++p) sum += static_cast<double>(S(x[p] + a));
   return sum;
 }
@@ -464,7 +465,7 @@ double sum_squared_deviation(const S* x, std::ptrdiff_t n, S a, double mean) {
     const batch d = (batch::load_unaligned(x + p) + va) - vm;
     acc = diffuse::detail::fused_multiply_add(d, d, acc);
   }
-  double sum = static_cast<double>(xsimd::hadd(acc));
+  double sum = static_cast<double>(diffuse::detail::sum_lanes(acc));
   for (; p < n; ++p) {
     const double d = static_cast<double>(S(x[p] + a)) - mean;
     sum += d * d;

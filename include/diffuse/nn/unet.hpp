@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "diffuse/error.hpp"
+#include "diffuse/io/diffusers_folder.hpp"
 #include "diffuse/io/safetensors.hpp"
 #include "diffuse/model.hpp"
 #include "diffuse/nn/layers.hpp"
@@ -191,12 +192,11 @@ struct resnet_block {
 template <Real S>
 class unet2d {
  public:
-  /// Loads a diffusers model folder: config.json and diffusion_pytorch_model.safetensors.
+  /// Loads the UNet of a diffusers folder in either layout (diffusers_folder.hpp): a model folder
+  /// (config.json + diffusion_pytorch_model.safetensors) or a pipeline folder (model_index.json, unet/).
   static unet2d load(const std::filesystem::path& folder) {
-    if (!std::filesystem::is_directory(folder))
-      diffuse::detail::fail(error_kind::io, "model folder ", folder.string(), " does not exist; expected a folder with config.json and "
-                            "diffusion_pytorch_model.safetensors");
-    return load(folder / "config.json", folder / "diffusion_pytorch_model.safetensors");
+    const diffusers_folder files = diffusers_folder::locate(folder);
+    return load(files.unet_config, files.weights);
   }
   /// Loads explicit config and weight files.
   static unet2d load(const std::filesystem::path& config_json, const std::filesystem::path& weights) {

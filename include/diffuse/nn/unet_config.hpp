@@ -235,6 +235,9 @@ inline unet_config unet_config::from_json(const std::string& text, const std::st
       if (v != "conv") bad(cat("downsample_type ", v.dump(), " is not supported; expected \"conv\""));
     } else if (k == "upsample_type") {
       if (v != "conv") bad(cat("upsample_type ", v.dump(), " is not supported; expected \"conv\""));
+    } else if (k == "mid_block_type") {
+      // diffusers 0.33 on; null drops the mid block, which the reference UNet always has.
+      if (v != "UNetMidBlock2D") bad(cat("mid_block_type ", v.dump(), " is not supported; expected \"UNetMidBlock2D\""));
     } else if (k == "time_embedding_act_fn") {
       if (!v.is_null()) bad(cat("time_embedding_act_fn ", v.dump(), " is not supported; expected null"));
     } else {

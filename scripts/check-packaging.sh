@@ -51,7 +51,7 @@ diffuse_options=(-DCMAKE_BUILD_TYPE=Release -DDIFFUSE_BUILD_TESTS=OFF -DDIFFUSE_
 # ---------------------------------------------------------------------------------------------------
 step "1. recipe files: syntax and contents"
 "$PYTHON" - "$root" "$version" <<'PY'
-import ast, json, os, sys
+import ast, json, os, re, sys
 
 root, version = sys.argv[1], sys.argv[2]
 errors = []
@@ -81,6 +81,17 @@ for text in ("vcpkg_cmake_configure(", "-DDIFFUSE_BUILD_TESTS=OFF", "-DDIFFUSE_B
              "vcpkg_from_git(", "DIFFUSE_SOURCE_PATH"):
     check(text in portfile, f"portfile.cmake: {text}")
 check(os.path.isfile(os.path.join(port_dir, "usage")), "ports/diffuse/usage exists")
+# The consumer manifest of docs/getting-started.md (manifest mode): it depends on diffuse, has a
+# baseline (needed for the port's version>= constraints) and its overlay points at this port.
+example = os.path.join(root, "ports", "example-manifest")
+with open(os.path.join(example, "vcpkg.json"), encoding="utf-8") as f:
+    manifest = json.load(f)
+check("diffuse" in manifest.get("dependencies", []), "example-manifest/vcpkg.json depends on diffuse")
+check(re.fullmatch(r"[0-9a-f]{40}", manifest.get("builtin-baseline", "")) is not None, "example-manifest/vcpkg.json has a builtin-baseline")
+with open(os.path.join(example, "vcpkg-configuration.json"), encoding="utf-8") as f:
+    overlays = json.load(f).get("overlay-ports", [])
+check(any(os.path.realpath(os.path.join(example, o)) == os.path.realpath(port_dir) for o in overlays),
+      "example-manifest/vcpkg-configuration.json overlays ports/diffuse")
 
 # Conan
 def parse(path):
@@ -112,11 +123,21 @@ if recipe is not None:
     methods = {n.name: n for n in recipe.body if isinstance(n, ast.FunctionDef)}
     for m in ("requirements", "generate", "package", "package_info"):
         check(m in methods, f"conanfile.py: defines {m}()")
-    requires = [a[0].split("/")[0] for a in calls(methods.get("requirements", recipe), "requires") if a]
-    check("eigen/3.4.0" in [a[0] for a in calls(methods.get("requirements", recipe), "requires") if a],
-          "conanfile.py: requires eigen/3.4.0")
-    for name in ("xsimd", "nlohmann_json"):
-        check(name in requires, f"conanfile.py: requires {name}")
+    reqs = {a[0].split("/")[0]: a[0].split("/", 1)[1] for a in calls(methods.get("requirements", recipe), "requires") if a}
+    # The same ranges as cmake/diffuse_dependency_versions.cmake ([first, end)).
+    with open(os.path.join(root, "cmake", "diffuse_dependency_versions.cmake"), encoding="utf-8") as f:
+        ranges = dict(re.findall(r"^set\(DIFFUSE_(\w+)_VERSION_RANGE ([0-9. ]+)\)", f.read(), re.M))
+    for conan_name, cmake_name in (("eigen", "EIGEN"), ("xsimd", "XSIMD"), ("nlohmann_json", "NLOHMANN_JSON")):
+        first, end = ranges[cmake_name].split()
+        want = re.compile(r"^\[>=" + re.escape(first) + r"(\.0)* <" + re.escape(end) + r"\]$")
+        check(bool(want.match(reqs.get(conan_name, ""))),
+              f"conanfile.py: requires {conan_name}/[>={first} <{end}] (found {reqs.get(conan_name)})")
+    # vcpkg.json: the lower bounds of the same ranges ("version>=" is all a port can state).
+    vcpkg_min = {d["name"]: d.get("version>=") for d in port.get("dependencies", []) if isinstance(d, dict)}
+    for vcpkg_name, cmake_name in (("eigen3", "EIGEN"), ("xsimd", "XSIMD"), ("nlohmann-json", "NLOHMANN_JSON")):
+        first = ranges[cmake_name].split()[0]
+        got = vcpkg_min.get(vcpkg_name) or ""
+        check(re.fullmatch(re.escape(first) + r"(\.0)*", got) is not None, f"vcpkg.json: {vcpkg_name} version>= {first} (found {got})")
     props = {tuple(a[:2]) for a in calls(methods.get("package_info", recipe), "set_property") if len(a) >= 2}
     check(("cmake_file_name", "diffuse") in props, "conanfile.py: cmake_file_name diffuse")
     check(("cmake_target_name", "diffuse::diffuse") in props, "conanfile.py: cmake_target_name diffuse::diffuse")
@@ -194,6 +215,7 @@ run "$CMAKE" -S "$root/test_package" -B "$tp" -DCMAKE_BUILD_TYPE=Release -DCMAKE
 grep -qx "diffuse_DIR:PATH=$pkg/share/diffuse" "$tp/CMakeCache.txt" || fail "test_package did not find diffuse in $pkg/share/diffuse"
 run "$CMAKE" --build "$tp" --config Release >/dev/null
 run "$tp/test_package"
+run "$tp/test_package_openmp"
 
 # ---------------------------------------------------------------------------------------------------
 step "3. Conan recipe, replayed: build() configures, package() installs and keeps include/ and licenses/"
@@ -203,8 +225,9 @@ run "$CMAKE" -S "$root" -B "$cbuild" "${diffuse_options[@]}" >/dev/null        #
 run "$CMAKE" --install "$cbuild" --prefix "$cpkg" >/dev/null                  # package(): cmake.install()
 mkdir -p "$cpkg/licenses" && cp "$root/LICENSE" "$cpkg/licenses/"             # package(): copy LICENSE
 rm -rf "$cpkg/share"                                                          # package(): rmdir share/...
+mkdir -p "$cpkg/cmake" && cp "$root/cmake/diffuse-openmp.cmake" "$cpkg/cmake/"     # package(): the build module
 top=$(cd "$cpkg" && ls -A | sort | tr '\n' ' ')
-[ "$top" = "include licenses " ] || fail "the Conan package holds '$top'; expected 'include licenses '"
+[ "$top" = "cmake include licenses " ] || fail "the Conan package holds '$top'; expected 'cmake include licenses '"
 
 # What CMakeDeps writes from package_info(): cmake_file_name diffuse, target diffuse::diffuse, the
 # include dir, cxxflags -ffp-contract=off, and the three requirements' targets.
@@ -225,11 +248,13 @@ if(NOT TARGET diffuse::diffuse)
     INTERFACE_COMPILE_OPTIONS "\$<\$<COMPILE_LANG_AND_ID:CXX,GNU,Clang,AppleClang>:-ffp-contract=off>"
     INTERFACE_LINK_LIBRARIES "Eigen3::Eigen;xsimd;nlohmann_json::nlohmann_json")
 endif()
+include("$cpkg/cmake/diffuse-openmp.cmake")  # package_info(): cmake_build_modules
 CM
 tp=$workdir/test_package-conan
 run "$CMAKE" -S "$root/test_package" -B "$tp" -DCMAKE_BUILD_TYPE=Release -Ddiffuse_DIR="$deps" \
     -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF >/dev/null
 run "$CMAKE" --build "$tp" --config Release >/dev/null
 run "$tp/test_package"
+run "$tp/test_package_openmp"
 
 printf '\ncheck-packaging: all checks passed\n'

@@ -10,6 +10,11 @@ foreach(src IN LISTS DIFFUSE_DOC_SNIPPETS)
   target_link_libraries(doc_${name} PRIVATE diffuse::openmp diffuse_project_options)
   add_test(NAME doc_${name} COMMAND doc_${name})
   set_tests_properties(doc_${name} PROPERTIES WORKING_DIRECTORY ${PROJECT_SOURCE_DIR} LABELS docs)
+  # Whatever a page quotes of its output (<!-- output of: NAME.cpp --> blocks) is what it prints.
+  add_test(NAME doc_${name}_quoted_output
+           COMMAND ${CMAKE_COMMAND} -DDOCS_DIR=${PROJECT_SOURCE_DIR}/docs -DNAME=${name}.cpp -DPROGRAM=$<TARGET_FILE:doc_${name}>
+                   -DWORKDIR=${PROJECT_SOURCE_DIR} -P ${CMAKE_CURRENT_SOURCE_DIR}/check_doc_output.cmake)
+  set_tests_properties(doc_${name}_quoted_output PROPERTIES LABELS docs)
 endforeach()
 add_test(NAME docs_snippets_match_markdown
          COMMAND ${CMAKE_COMMAND} -DDOCS_DIR=${PROJECT_SOURCE_DIR}/docs -P ${CMAKE_CURRENT_SOURCE_DIR}/check_doc_snippets.cmake)

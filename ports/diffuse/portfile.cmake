@@ -26,6 +26,16 @@ endif()
 if(NOT EXISTS "${SOURCE_PATH}/include/diffuse/ddpm.hpp")
   message(FATAL_ERROR "diffuse: ${SOURCE_PATH} is not a diffuse source tree")
 endif()
+# vcpkg's binary cache keys the package on the port's files only: the port carries the hash of the
+# sources it installs, and a tree that does not match is refused rather than cached under a stale key.
+include("${CMAKE_CURRENT_LIST_DIR}/source_hash.cmake")
+diffuse_source_hash(diffuse_tree_hash "${SOURCE_PATH}")
+file(READ "${CMAKE_CURRENT_LIST_DIR}/source-tree.sha512" diffuse_recorded_hash)
+string(STRIP "${diffuse_recorded_hash}" diffuse_recorded_hash)
+if(NOT diffuse_tree_hash STREQUAL diffuse_recorded_hash)
+  message(FATAL_ERROR "diffuse: the sources in ${SOURCE_PATH} are not the ones this port was stamped for "
+                      "(ports/diffuse/source-tree.sha512); run bash scripts/stamp-vcpkg-port.sh in that tree and use its ports/ folder")
+endif()
 
 # Header-only: one (release) configure is enough, and nothing is built.
 set(VCPKG_BUILD_TYPE release)

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The dependency matrix: builds the unit tests against the xsimd and Eigen releases users get from
+# vcpkg and ConanCenter (headers in ../shared/deps, see its README), runs them, and requires the exact
+# bits of noise, steps, a sampling loop and UNet forwards (tests/digest/bits_digest.cpp) to equal those
+# of the Debian build (xsimd 8.1 + Eigen 3.4, build/ from scripts/test.sh). Then checks that a release
+# outside the supported range is refused at configure time with a message naming it and the range.
+#
+# Usage: bash scripts/ci-deps-matrix.sh [DEPS_DIR]   (default: ../shared/deps beside the checkout)
+# Environment: JOBS (default nproc).
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+deps=${1:-$root/../shared/deps}
+jobs=${JOBS:-$(nproc)}
+if [ ! -d "$deps/xsimd-14.3.0" ]; then
+  if [ "${CI:-}" = true ]; then echo "ci-deps-matrix: no $deps/xsimd-14.3.0; CI needs the dependency headers" >&2; exit 1; fi
+  echo "ci-deps-matrix: no $deps (the headers of newer xsimd and Eigen releases); skipped"; exit 0
+fi
+deps=$(cd "$deps" && pwd)
+[ -x build/tests/bits_digest ] || { cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null && cmake --build build -j"$jobs" --target bits_digest; }
+build/tests/bits_digest > build/bits_digest.txt
+echo "Debian (xsimd 8.1, Eigen 3.4):"; cat build/bits_digest.txt
+
+# Every unit-test program (tests/test_*.cpp) and the digest; examples, benchmarks and the packaging
+# checks need nothing version-specific and run once, in build/.
+targets=(bits_digest)
+for f in tests/test_*.cpp; do n=$(basename "$f" .cpp); [ "$n" = test_main ] || targets+=("$n"); done
+
+run_combo() {  # name, then extra configure options
+  local name=$1; shift
+  local dir=build-deps/$name
+  echo; echo "== $name"
+  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DDIFFUSE_BUILD_EXAMPLES=OFF "$@" | grep "diffuse:"
+  cmake --build "$dir" -j"$jobs" --target "${targets[@]}" > "$dir/build.log" 2>&1 || { tail -50 "$dir/build.log"; exit 1; }
+  local regex="^($(IFS='|'; echo "${targets[*]}"))\$"
+  ctest --test-dir "$dir" -R "$regex" -j"$jobs" --output-on-failure | tail -3
+  "$dir/tests/bits_digest" > "$dir/bits_digest.txt"
+  if ! diff build/bits_digest.txt "$dir/bits_digest.txt"; then
+    echo "ci-deps-matrix: FAIL: $name computes other bits than the Debian build (lines above: < Debian, > $name)" >&2
+    exit 1
+  fi
+  echo "$name: same bits as the Debian build"
+}
+run_combo xsimd-14.3-eigen-5.0.1 -DDIFFUSE_XSIMD_INCLUDE_DIR="$deps/xsimd-14.3.0/include" -DDIFFUSE_EIGEN_INCLUDE_DIR="$deps/eigen-5.0.1"
+run_combo xsimd-13.2-eigen-3.4 -DDIFFUSE_XSIMD_INCLUDE_DIR="$deps/xsimd-13.2.0/include"
+
+echo; echo "== releases outside the range are refused at configure time"
+fake=$(mktemp -d)
+trap 'rm -rf "$fake"' EXIT
+refuse() {  # what, expected message fragment, then configure options
+  local what=$1 expect=$2; shift 2
+  if cmake -S . -B "$fake/build-$what" -DDIFFUSE_BUILD_TESTS=OFF -DDIFFUSE_BUILD_EXAMPLES=OFF "$@" > "$fake/$what.log" 2>&1; then
+    echo "ci-deps-matrix: FAIL: $what was accepted" >&2; exit 1
+  fi
+  grep -q "$expect" "$fake/$what.log" || { cat "$fake/$what.log"; echo "ci-deps-matrix: FAIL: no \"$expect\" in the message" >&2; exit 1; }
+  echo "ok: $what refused: $(grep -o "diffuse supports.*" "$fake/$what.log" | head -1)"
+}
+for v in "15 0 0" "8 0 0"; do
+  read -r major minor patch <<< "$v"
+  mkdir -p "$fake/xsimd-$major.$minor/xsimd/config"
+  printf '#define XSIMD_VERSION_MAJOR %s\n#define XSIMD_VERSION_MINOR %s\n#define XSIMD_VERSION_PATCH %s\n' "$major" "$minor" "$patch" \
+    > "$fake/xsimd-$major.$minor/xsimd/config/xsimd_config.hpp"
+  refuse "xsimd-$major.$minor" "supports xsimd 8.1 up to (not including) 15; found xsimd $major.$minor.$patch" \
+    -DDIFFUSE_XSIMD_INCLUDE_DIR="$fake/xsimd-$major.$minor"
+done
+mkdir -p "$fake/eigen-5.1/Eigen"
+touch "$fake/eigen-5.1/Eigen/Core"
+printf '#define EIGEN_MAJOR_VERSION 5\n#define EIGEN_MINOR_VERSION 1\n#define EIGEN_PATCH_VERSION 0\n' > "$fake/eigen-5.1/Eigen/Version"
+refuse eigen-5.1 "supports Eigen 3.4 up to (not including) 5.1; found Eigen 5.1.0" -DDIFFUSE_EIGEN_INCLUDE_DIR="$fake/eigen-5.1"
+echo; echo "ci-deps-matrix: all combinations passed"

@@ -28,11 +28,12 @@ DIFFUSE_BEGIN_NAMESPACE
 
 /// The files of a diffusers model or pipeline folder.
 struct diffusers_folder {
+  /// The two ways diffusers lays a folder out.
   enum class layout {
     model,     ///< config.json + diffusion_pytorch_model.safetensors in the folder itself
     pipeline,  ///< model_index.json + unet/ + scheduler/
   };
-  layout kind = layout::model;
+  layout kind = layout::model;        ///< which layout the folder has
   std::filesystem::path unet_config;  ///< the UNet2DModel config.json
   std::filesystem::path weights;      ///< its safetensors weights
   /// scheduler_config.json: required in a pipeline; in a model folder only when present.

@@ -22,9 +22,9 @@ namespace nn {
 /// A loaded diffusers folder: the network, its scheduler settings and where they came from.
 template <Real S>
 struct pipeline {
-  unet2d<S> unet;
-  scheduler_config scheduler;
-  diffusers_folder files;
+  unet2d<S> unet;               ///< the network (config.json + safetensors weights)
+  scheduler_config scheduler;   ///< the training schedule and sampling settings (scheduler_config.json)
+  diffusers_folder files;       ///< which layout the folder has and where each file was
 };
 
 /// Loads a diffusers pipeline folder (model_index.json + unet/ + scheduler/) or a model folder that

@@ -47,7 +47,7 @@ class DiffuseConan(ConanFile):
             check_min_cppstd(self, 20)
         except ConanInvalidConfiguration as e:
             raise ConanInvalidConfiguration(
-                f"{e}. diffuse's headers are C++20: set compiler.cppstd=20 (or gnu20) in your profile, "
+                f"{str(e).rstrip('.')}. diffuse's headers are C++20: set compiler.cppstd=20 (or gnu20) in your profile, "
                 f"or pass -s compiler.cppstd=20 to conan install / conan create") from None
         minimum = self._compilers_minimum_version.get(str(self.settings.compiler))
         if minimum and Version(self.settings.compiler.version) < minimum:

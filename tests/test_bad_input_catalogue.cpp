@@ -19,6 +19,7 @@
 #include "diffuse/ddpm.hpp"
 #include "diffuse/gaussian_mixture.hpp"
 #include "diffuse/img2img.hpp"
+#include "diffuse/io/diffusers_folder.hpp"
 #include "diffuse/io/safetensors.hpp"
 #include "diffuse/io/scheduler_config.hpp"
 #include "diffuse/nn/unet.hpp"
@@ -459,4 +460,33 @@ TEST_CASE("catalogue: malformed config.json and UNet inputs") {
     const std::vector<int> labels{0, 1};
     net.forward(x, 2, {8, 8}, std::span<const double>(&t, 1), labels, out);
   }, {"got class labels for a UNet without class embeddings"});
+}
+
+TEST_CASE("catalogue: diffusers option values diffuse does not implement, and folders of neither layout") {
+  auto cfg = [](const std::string& text) { return diffuse::unet_config::from_json(text, "config.json"); };
+  expect_error("mid_block_type null (no mid block)", [&] { cfg(unet_json(R"(, "mid_block_type": null)")); },
+               {"mid_block_type null is not supported", "expected \"UNetMidBlock2D\""});
+  expect_error("time_embedding_type fourier", [&] { cfg(unet_json(R"(, "time_embedding_type": "fourier")")); },
+               {"time_embedding_type \"fourier\" is not supported", "expected \"positional\""});
+  expect_error("time_embedding_dim set", [&] { cfg(unet_json(R"(, "time_embedding_dim": 256)")); }, {"time_embedding_dim 256 is not supported"});
+  expect_error("upsample_type resnet", [&] { cfg(unet_json(R"(, "upsample_type": "resnet")")); }, {"upsample_type \"resnet\" is not supported"});
+
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / "diffuse_catalogue_folders";
+  fs::remove_all(dir);
+  fs::create_directories(dir / "neither");
+  expect_error("a folder of neither layout", [&] { diffuse::diffusers_folder::locate(dir / "neither"); },
+               {"neither config.json nor model_index.json", "model folder (config.json", "pipeline folder (model_index.json"});
+  fs::create_directories(dir / "pipeline" / "unet");
+  fs::create_directories(dir / "pipeline" / "scheduler");
+  std::ofstream(dir / "pipeline" / "model_index.json") << R"({"unet": ["diffusers", "UNet2DConditionModel"], "scheduler": ["diffusers", "PNDMScheduler"]})";
+  expect_error("a pipeline of another UNet class", [&] { diffuse::diffusers_folder::locate(dir / "pipeline"); },
+               {"the unet is a UNet2DConditionModel; expected UNet2DModel"});
+  std::ofstream(dir / "pipeline" / "model_index.json") << R"({"unet": ["diffusers", "UNet2DModel"], "scheduler": ["diffusers", "DDPMScheduler"]})";
+  std::ofstream(dir / "pipeline" / "unet" / "config.json") << "{}";
+  std::ofstream(dir / "pipeline" / "scheduler" / "scheduler_config.json") << "{}";
+  std::ofstream(dir / "pipeline" / "unet" / "diffusion_pytorch_model.bin") << "pickle";
+  expect_error("weights only as a PyTorch pickle", [&] { diffuse::diffusers_folder::locate(dir / "pipeline"); },
+               {"diffusion_pytorch_model.bin, a PyTorch pickle", "expected diffusion_pytorch_model.safetensors"});
+  fs::remove_all(dir);
 }

@@ -4,7 +4,10 @@
 // supported xsimd / Eigen release and requires the same lines from all of them, on one machine and one
 // instruction set: the results must not depend on which release of a dependency diffuse was built with.
 //
-//   ./build/tests/digest/bits_digest > digest.txt
+//   ./build/tests/bits_digest > digest.txt
+//   ./build/tests/bits_digest --dump DIR   (also writes each result's values to DIR/<line>.bin, to measure
+//                                           how far two builds' results are apart when their bits differ)
+#include <cctype>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -27,9 +30,19 @@ std::uint64_t digest(std::span<const T> v) {
   return h;
 }
 
+std::string dump_dir;  // --dump DIR
+
 template <class T>
 void print(const std::string& what, const std::vector<T>& v) {
   std::printf("%-44s %016llx\n", what.c_str(), static_cast<unsigned long long>(digest(std::span<const T>(v))));
+  if (dump_dir.empty()) return;
+  std::string name = what;
+  for (char& c : name)
+    if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+  if (std::FILE* f = std::fopen((dump_dir + "/" + name + (sizeof(T) == 4 ? ".f32" : ".f64")).c_str(), "wb")) {
+    std::fwrite(v.data(), sizeof(T), v.size(), f);
+    std::fclose(f);
+  }
 }
 
 template <class S>
@@ -82,7 +95,8 @@ void unet(const char* type, const std::string& folder) {
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  if (argc == 3 && std::string(argv[1]) == "--dump") dump_dir = argv[2];
   try {
     samplers<float>("float");
     samplers<double>("double");

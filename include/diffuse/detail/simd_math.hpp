@@ -1,19 +1,22 @@
 #pragma once
-// e^x and SiLU on xsimd float batches with fused multiply-adds, for the UNet's activations and softmax.
-// Not part of the public API.
+// e^x and SiLU on xsimd float and double batches with fused multiply-adds, for the UNet's activations
+// and softmax. Not part of the public API.
 //
 // Why not xsimd::exp: its float kernel is written with xsimd::fma, which the xsimd 8 Debian ships turns
 // into a separate multiply and add on AVX-512 (see fma.hpp), and it wraps the polynomial in range checks
 // for arguments the network never produces at a cost as large again. Measured inside a UNet forward,
-// SiLU and softmax spent most of their time there. Double batches keep xsimd::exp: the double UNet is the
-// exact reference of the parity tests.
+// SiLU and softmax spent most of their time there. And its results are its own: they differ between
+// xsimd releases (measured: the double UNet's outputs changed in the last bits from xsimd 8.1 to 13.2),
+// where diffuse promises the same bits whatever release it is built with.
 //
-// Method (Cody–Waite reduction, then Taylor): x is clamped to [−86, 88] (so that e^x and every
+// Method (Cody–Waite reduction, then Taylor), float: x is clamped to [−86, 88] (so that e^x and every
 // intermediate is a normal float; e^88 ≈ 1.65e38 stands for +∞ and e^−86 ≈ 4.4e−38 for 0, which
 // x/(1 + e^−x) and a softmax cannot tell apart from the true values), k = round(x·log₂e),
 // r = x − k·ln 2 in two fused steps (|r| ≤ ½ ln 2), e^r = 1 + r + r²·(1/2! + r/3! + … + r⁵/7!) (the first
 // term left out, r⁸/8!, is below 6·10⁻⁹ relative), and 2^k is added to the exponent field. Within 2 ulps
 // of the correctly rounded value on [−86, 88] (tests/test_unet.cpp). NaN propagates.
+// Double: the same with x clamped to [−708, 709] (normal results) and the Taylor series to r¹³/13! (the
+// first term left out, r¹⁴/14!, is below 5·10⁻¹⁸ relative); within 2 ulps (tests/test_unet.cpp).
 
 #include <cstdint>
 #include <type_traits>
@@ -30,31 +33,40 @@ namespace detail {
 
 template <class T, class A>
 inline xsimd::batch<T, A> fast_exp(xsimd::batch<T, A> x) noexcept {
-  if constexpr (!std::is_same_v<T, float>) {
-    return xsimd::exp(x);
-  } else {
-    using F = xsimd::batch<float, A>;
-    using I = xsimd::batch<std::int32_t, A>;
-    // Clamped by comparisons, which are false for NaN, so a NaN passes through unchanged: xsimd's own
-    // min/max return the second operand on NaN up to 13.x and the first from 14.0 on.
-    x = xsimd::select(x > F(88.0f), F(88.0f), x);
-    x = xsimd::select(x < F(-86.0f), F(-86.0f), x);
-    const F k = xsimd::nearbyint(x * F(1.44269504088896340736f));
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "fast_exp takes float or double batches");
+  using F = xsimd::batch<T, A>;
+  constexpr bool single = std::is_same_v<T, float>;
+  using I = xsimd::batch<std::conditional_t<single, std::int32_t, std::int64_t>, A>;
+  // Clamped by comparisons, which are false for NaN, so a NaN passes through unchanged: xsimd's own
+  // min/max return the second operand on NaN up to 13.x and the first from 14.0 on.
+  const F hi(single ? T(88.0f) : T(709.0)), lo(single ? T(-86.0f) : T(-708.0));
+  x = xsimd::select(x > hi, hi, x);
+  x = xsimd::select(x < lo, lo, x);
+  const F k = xsimd::nearbyint(x * F(T(1.44269504088896340736)));
+  F r, p;
+  if constexpr (single) {
     // ln 2 = ln2_hi + ln2_lo, ln2_hi with 12 significant bits.
-    F r = fused_multiply_add(-k, F(0x1.62ep-1f), x);
+    r = fused_multiply_add(-k, F(0x1.62ep-1f), x);
     r = fused_multiply_add(-k, F(0x1.0bfbe8p-15f), r);
-    F p(1.0f / 5040.0f);
-    p = fused_multiply_add(p, r, F(1.0f / 720.0f));
-    p = fused_multiply_add(p, r, F(1.0f / 120.0f));
-    p = fused_multiply_add(p, r, F(1.0f / 24.0f));
-    p = fused_multiply_add(p, r, F(1.0f / 6.0f));
-    p = fused_multiply_add(p, r, F(0.5f));
-    const F y = fused_multiply_add(p, r * r, r) + F(1.0f);
-    // y·2^k by adding k to the biased exponent: y is in [0.7, 1.42] and k in [−124, 127], so the result
-    // is a normal float.
-    const I scaled = bit_cast_lanes<I>(y) + (xsimd::to_int(k) << 23);
-    return bit_cast_lanes<F>(scaled);
+    p = F(1.0f / 5040.0f);
+    for (const float c : {1.0f / 720.0f, 1.0f / 120.0f, 1.0f / 24.0f, 1.0f / 6.0f, 0.5f}) p = fused_multiply_add(p, r, F(c));
+  } else {
+    // ln 2 = ln2_hi + ln2_lo, ln2_hi with 32 significant bits: k·ln2_hi is exact even where the
+    // multiply-add is not fused (SSE2), so x − k·ln2_hi is too.
+    r = fused_multiply_add(-k, F(0x1.62e42feep-1), x);
+    r = fused_multiply_add(-k, F(0x1.a39ef35793c76p-33), r);
+    // 1/13!, 1/12!, ..., 1/2!
+    p = F(1.0 / 6227020800.0);
+    for (const double c : {1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0, 1.0 / 362880.0, 1.0 / 40320.0, 1.0 / 5040.0,
+                           1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5})
+      p = fused_multiply_add(p, r, F(c));
   }
+  const F y = fused_multiply_add(p, r * r, r) + F(T(1));
+  // y·2^k by adding k to the biased exponent: y is in [0.7, 1.42] and k keeps the result normal
+  // (float: k in [−124, 127]; double: k in [−1021, 1023]).
+  constexpr int mantissa_bits = single ? 23 : 52;
+  const I scaled = bit_cast_lanes<I>(y) + (xsimd::to_int(k) << mantissa_bits);
+  return bit_cast_lanes<F>(scaled);
 }
 
 /// SiLU, v·σ(v) = v / (1 + e^−v). With AVX-512 the division is a reciprocal estimate (14 bits) and one

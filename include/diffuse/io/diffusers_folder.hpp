@@ -38,9 +38,8 @@ struct diffusers_folder {
   std::filesystem::path weights;      ///< its safetensors weights
   /// scheduler_config.json: required in a pipeline; in a model folder only when present.
   std::optional<std::filesystem::path> scheduler_config;
-  /// From model_index.json (pipeline layout): the pipeline and scheduler classes, e.g. "DDPMPipeline",
-  /// "DDPMScheduler"; empty for a model folder.
-  std::string pipeline_class, scheduler_class;
+  std::string pipeline_class;   ///< model_index.json's "_class_name", e.g. "DDPMPipeline"; empty for a model folder
+  std::string scheduler_class;  ///< model_index.json's scheduler class, e.g. "DDPMScheduler"; empty for a model folder
 
   /// Finds the files of `folder`, in the pipeline layout when it holds model_index.json, else in the
   /// model layout. The weights are diffusion_pytorch_model.safetensors, or its fp16 variant

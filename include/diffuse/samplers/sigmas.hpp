@@ -185,10 +185,10 @@ inline sigma_kind sigma_kind_from_flags(bool use_karras_sigmas, bool use_exponen
 /// \throws diffuse::error on invalid options (see sigma_options).
 inline sigma_list dpm_solver_sigmas(const noise_schedule& schedule, int num_inference_steps, const sigma_options& o = {}) {
   const int T = schedule.size(), N = num_inference_steps;
-  detail::check_sigma_options(o, T, N);
   if (o.sigma_min || o.sigma_max)
     detail::fail(error_kind::timesteps, "sigma_min / sigma_max are not keys of the DPM-Solver family; expected them unset "
                                         "(its Karras and exponential ends come from the training table)");
+  detail::check_sigma_options(o, T, N);
   const auto table = training_sigmas(schedule);
   std::vector<double> log_sigmas(table.size());
   for (std::size_t i = 0; i < table.size(); ++i) log_sigmas[i] = std::log(table[i]);

@@ -17,6 +17,7 @@
 #include "diffuse/sample.hpp"
 #include "diffuse/samplers/dpm_solver.hpp"
 #include "diffuse/samplers/euler.hpp"
+#include "diffuse/samplers/heun.hpp"
 #include "support.hpp"
 
 namespace {
@@ -60,7 +61,7 @@ double rms(const std::vector<double>& a, const std::vector<double>& b) {
 
 }  // namespace
 
-TEST_CASE("probability-flow ODE: Euler converges with order 1, DPM-Solver++ 2M with 2 and 3M with 3") {
+TEST_CASE("probability-flow ODE: Euler converges with order 1, Heun and DPM-Solver++ 2M with 2, 3M with 3") {
   // 64 two-dimensional points from σ_max = 80 to σ_min = 0.03, log-uniform steps (no final zero, no
   // lowered final orders), compared in the σ-space variable x/α at σ_min against DPM-Solver++ 3M with 4000
   // steps. The multistep solvers start as diffusers starts them: order 1 on the first step, 2 on the
@@ -90,6 +91,13 @@ TEST_CASE("probability-flow ODE: Euler converges with order 1, DPM-Solver++ 2M w
     run_exact(solver, x, shape, gm);
     return x;
   };
+  const auto heun = [&](int n) {
+    const diffuse::heun_sampler solver(geometric(n, smax, smin), {.prediction = diffuse::prediction_type::sample});
+    std::vector<double> x(z.size());
+    for (std::size_t i = 0; i < z.size(); ++i) x[i] = z[i] * smax;
+    run_exact(solver, x, shape, gm);
+    return x;
+  };
   const auto reference = dpm(4000, 3);
   const int ns[] = {5, 10, 20, 40};
   struct method {
@@ -98,10 +106,10 @@ TEST_CASE("probability-flow ODE: Euler converges with order 1, DPM-Solver++ 2M w
     int pair;       // which slope is bounded: 1 for N = 10 → 20, 2 for N = 20 → 40
     double lo, hi;  // its bounds
   };
-  for (const method m : {method{"Euler", 0, 2, 0.9, 1.1}, method{"DPM-Solver++ 1", 1, 2, 0.9, 1.1}, method{"DPM-Solver++ 2M", 2, 2, 1.8, 2.2},
+  for (const method m : {method{"Heun", -1, 2, 1.8, 2.2}, method{"Euler", 0, 2, 0.9, 1.1}, method{"DPM-Solver++ 1", 1, 2, 0.9, 1.1}, method{"DPM-Solver++ 2M", 2, 2, 1.8, 2.2},
                          method{"DPM-Solver++ 3M", 3, 1, 2.6, 3.4}}) {
     double err[4];
-    for (int i = 0; i < 4; ++i) err[i] = rms(m.order == 0 ? euler(ns[i]) : dpm(ns[i], m.order), reference);
+    for (int i = 0; i < 4; ++i) err[i] = rms(m.order < 0 ? heun(ns[i]) : m.order == 0 ? euler(ns[i]) : dpm(ns[i], m.order), reference);
     double slope[3];
     for (int i = 0; i < 3; ++i) slope[i] = std::log(err[i] / err[i + 1]) / std::log(2.0);
     std::printf("%-16s error at N = 5, 10, 20, 40: %.3e %.3e %.3e %.3e; slopes %.2f %.2f %.2f (bound on slope %d: [%.2f, %.2f])\n", m.name,
@@ -240,6 +248,8 @@ TEST_CASE_TEMPLATE("solve(): the same bits whatever the batch split, thread coun
   const diffuse::euler_ancestral_sampler anc(schedule, 8);
   const diffuse::euler_ancestral_sampler anc_scalar(schedule, 8, {}, {.vectorize = false});
   const diffuse::euler_sampler churn(schedule, 8, {}, {.s_churn = 2.0});
+  const diffuse::heun_sampler heun(schedule, 8, {.kind = diffuse::sigma_kind::karras});
+  const diffuse::heun_sampler heun_scalar(schedule, 8, {.kind = diffuse::sigma_kind::karras}, {.vectorize = false});
   const auto same_split = [&](const auto& solver) {
     const auto whole = run(solver, 6, 0, 37);
     const auto first = run(solver, 2, 0, 37), rest = run(solver, 4, 2, 37);
@@ -252,6 +262,8 @@ TEST_CASE_TEMPLATE("solve(): the same bits whatever the batch split, thread coun
   same_split(churn);
   CHECK(run(sde, 3, 0, 37) == run(sde_scalar, 3, 0, 37));
   CHECK(run(anc, 3, 0, 37) == run(anc_scalar, 3, 0, 37));
+  CHECK(run(heun, 3, 0, 37) == run(heun_scalar, 3, 0, 37));
+  same_split(heun);
 #if defined(_OPENMP)
   const int saved = omp_get_max_threads();
   omp_set_num_threads(1);
@@ -281,6 +293,12 @@ TEST_CASE("solve() and a user's step loop allocate nothing after the first use")
   diffuse::solve(euler, model, std::span<float>(x), shape, {}, ws2);
   before = test::allocations();
   diffuse::solve(euler, model, std::span<float>(x), shape, {}, ws2);
+  CHECK(test::allocations() == before);
+  const diffuse::heun_sampler heun(schedule, 10);
+  diffuse::solver_workspace<float> ws3;
+  diffuse::solve(heun, model, std::span<float>(x), shape, {}, ws3);
+  before = test::allocations();
+  diffuse::solve(heun, model, std::span<float>(x), shape, {}, ws3);
   CHECK(test::allocations() == before);
   // A user's own loop: the state is allocated by make_state, the steps allocate nothing.
   auto state = dpm.make_state<float>(shape);
@@ -332,4 +350,8 @@ TEST_CASE("solvers: bad input is a diffuse::error that says what was expected") 
   const diffuse::dpm_solver_sampler sde(schedule, 10, {}, {.algorithm = diffuse::dpm_algorithm::sde_dpmsolver_pp});
   auto sde_state = sde.make_state<double>(shape);
   test::check_error([&] { sde.step<double>(0, io, shape, sde_state); }, {"noise has 0 elements", "this step adds noise"});
+  const diffuse::heun_sampler heun(schedule, 10);
+  auto heun_state = heun.make_state<double>(shape);
+  test::check_error([&] { heun.step<double>(3, io, shape, heun_state); }, {"starts at position 3, a corrector", "expected an even position"});
+  test::check_error([&] { diffuse::heun_sampler(schedule, 10, {}, {.clip_sample_range = 0.0}); }, {"clip_sample_range = 0", "expected a range > 0"});
 }

@@ -9,6 +9,7 @@
 
 #include "diffuse/samplers/dpm_solver.hpp"
 #include "diffuse/samplers/euler.hpp"
+#include "diffuse/samplers/heun.hpp"
 #include "support.hpp"
 
 namespace {
@@ -70,7 +71,7 @@ replay_result replay(const Sampler& solver, const json& c) {
   const auto& traj = c["trajectory"];
   REQUIRE(solver.num_steps() == static_cast<int>(traj.size()));
   const auto sig = c["sigmas"].get<std::vector<double>>();
-  for (int k = 0; k <= solver.num_steps(); ++k) r.times = std::max(r.times, std::abs(solver.sigma(k) - sig[static_cast<std::size_t>(k)]) / (sig[0] + 1e-300));
+  for (int k = 0; k < static_cast<int>(sig.size()); ++k) r.times = std::max(r.times, std::abs(solver.sigma(k) - sig[static_cast<std::size_t>(k)]) / (sig[0] + 1e-300));
   r.times = std::max(r.times, std::abs(solver.initial_scale() - c["init_noise_sigma"].get<double>()) / c["init_noise_sigma"].get<double>());
   const diffuse::sample_shape shape{.batch = 2, .channels = 1, .spatial = 3};
   const auto z = c["initial_noise"].get<std::vector<double>>();
@@ -125,12 +126,18 @@ replay_result replay_case(const json& c) {
     e.s_tmax = o.value("s_tmax", HUGE_VAL);
     return replay<Scalar>(diffuse::euler_sampler(schedule, n, sigma_options_of(o), e), c);
   }
+  if (family == "heun") {
+    diffuse::heun_options h;
+    h.prediction = prediction_of(o);
+    if (o.value("clip_sample", false)) h.clip_sample_range = o.value("clip_sample_range", 1.0);
+    return replay<Scalar>(diffuse::heun_sampler(schedule, n, sigma_options_of(o), h), c);
+  }
   return replay<Scalar>(diffuse::euler_ancestral_sampler(schedule, n, sigma_options_of(o), {.prediction = prediction_of(o)}), c);
 }
 
 }  // namespace
 
-TEST_CASE("DPM-Solver++, Euler and Euler ancestral match diffusers' float64 trajectories to 1e-12") {
+TEST_CASE("DPM-Solver++, Euler, Euler ancestral and Heun match diffusers' float64 trajectories to 1e-12") {
   const auto fx = test::fixture("solvers/solvers_float64.json");
   double worst = 0, worst_times = 0;
   std::string worst_name;
@@ -152,16 +159,19 @@ TEST_CASE("DPM-Solver++, Euler and Euler ancestral match diffusers' float64 traj
 
 TEST_CASE("the float path follows diffusers' verbatim float32 trajectories to float rounding") {
   const auto fx = test::fixture("solvers/solvers_float32.json");
-  double worst = 0;
+  double worst = 0, worst_heun = 0;
   for (const auto& c : fx["cases"]) {
     CAPTURE(c["name"].get<std::string>());
     CAPTURE(c["steps"].get<int>());
     const auto r = replay_case<float>(c);
-    CHECK(r.trajectory <= 3e-3);
-    worst = std::max(worst, r.trajectory);
+    // Heun's corrector divides by σ_{j+1}; on linspace lists the last one is σ_0 ≈ 0.01, so diffusers'
+    // float32 error in σ_0 (~6e-4 relative) reaches the result amplified by |dt|/σ_0 (~1e3).
+    const bool heun = c["family"] == "heun";
+    CHECK(r.trajectory <= (heun ? 0.1 : 3e-3));
+    (heun ? worst_heun : worst) = std::max(heun ? worst_heun : worst, r.trajectory);
   }
   // Not a bit-exact mode: diffusers rounds betas and ᾱ to float32 and forms 1 − ᾱ there, which near
   // t = 0 (ᾱ ≈ 0.9999) puts a relative error of up to ~6e-4 into σ_t; diffuse keeps its tables in double.
   std::printf("float path vs diffusers verbatim float32: worst relative error %.3g (bound 3e-3, set by diffusers' "
-              "float32 sigma table near t = 0)\n", worst);
+              "float32 sigma table near t = 0); Heun %.3g (bound 0.1)\n", worst, worst_heun);
 }

@@ -5,8 +5,8 @@ usage: /usr/bin/python3 tools/make_solver_fixtures.py DIFFUSERS_SRC_DIR [OUT_DIR
 
 DIFFUSERS_SRC_DIR is a diffusers checkout's src/diffusers folder (the fixtures in tests/fixtures/solvers/
 were made from commit 58eb52c0803ea9af3abec60841c2a093bdf1f951, version 0.40.0.dev0). The scheduler
-modules scheduling_dpmsolver_multistep.py, scheduling_euler_discrete.py and
-scheduling_euler_ancestral_discrete.py are imported from there unchanged; only the framework imports
+modules scheduling_dpmsolver_multistep.py, scheduling_euler_discrete.py,
+scheduling_euler_ancestral_discrete.py and scheduling_heun_discrete.py are imported from there unchanged; only the framework imports
 they make are stubbed (configuration_utils' ConfigMixin / register_to_config, which record the
 constructor's arguments as the config; utils' deprecate, logging, BaseOutput, is_scipy_available;
 scheduling_utils' SchedulerMixin / SchedulerOutput / KarrasDiffusionSchedulers; torch_utils'
@@ -42,7 +42,8 @@ import numpy as np
 import torch
 
 SHAPE = (2, 1, 3)  # batch, channels, spatial: 6 elements
-MODULES = ["scheduling_dpmsolver_multistep", "scheduling_euler_discrete", "scheduling_euler_ancestral_discrete"]
+MODULES = ["scheduling_dpmsolver_multistep", "scheduling_euler_discrete", "scheduling_euler_ancestral_discrete",
+           "scheduling_heun_discrete"]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -215,6 +216,15 @@ ANCESTRAL = [
     ("euler_ancestral_leading", dict(timestep_spacing="leading", steps_offset=1), SHORT),
 ]
 
+HEUN = [
+    ("heun", dict(), LONG),
+    ("heun_karras", dict(use_karras_sigmas=True, schedule="scaled_linear"), SHORT),
+    ("heun_exponential", dict(use_exponential_sigmas=True), SHORT),
+    ("heun_v", dict(prediction_type="v_prediction"), SHORT),
+    ("heun_x0_clip", dict(prediction_type="sample", clip_sample=True, clip_sample_range=0.5), SHORT),
+    ("heun_leading", dict(timestep_spacing="leading", steps_offset=1), SHORT),
+]
+
 STEP_ARGS = ("s_churn", "s_tmin", "s_tmax")
 
 
@@ -250,6 +260,7 @@ def run_case(cls, family, options, n, dtype, seed):
         latents = prev
     return {
         "steps": n,
+        "evaluations": len(steps),
         "initial_noise": z.flatten().tolist(),
         "init_noise_sigma": float(scheduler.init_noise_sigma),
         "sigmas": [float(s) for s in scheduler.sigmas],
@@ -264,10 +275,11 @@ def make(src_dir, wide):
         "dpm": modules["scheduling_dpmsolver_multistep"].DPMSolverMultistepScheduler,
         "euler": modules["scheduling_euler_discrete"].EulerDiscreteScheduler,
         "euler_ancestral": modules["scheduling_euler_ancestral_discrete"].EulerAncestralDiscreteScheduler,
+        "heun": modules["scheduling_heun_discrete"].HeunDiscreteScheduler,
     }
     cases = []
     seed = 17
-    for family, table in (("dpm", DPM), ("euler", EULER), ("euler_ancestral", ANCESTRAL)):
+    for family, table in (("dpm", DPM), ("euler", EULER), ("euler_ancestral", ANCESTRAL), ("heun", HEUN)):
         for name, options, counts in table:
             for n in counts:
                 seed += 1

@@ -18,6 +18,7 @@
 #include "diffuse/samplers/dpm_solver.hpp"
 #include "diffuse/samplers/euler.hpp"
 #include "diffuse/samplers/heun.hpp"
+#include "diffuse/samplers/unipc.hpp"
 #include "support.hpp"
 
 namespace {
@@ -61,13 +62,14 @@ double rms(const std::vector<double>& a, const std::vector<double>& b) {
 
 }  // namespace
 
-TEST_CASE("probability-flow ODE: Euler converges with order 1, Heun and DPM-Solver++ 2M with 2, 3M with 3") {
+TEST_CASE("probability-flow ODE: Euler converges with order 1, Heun, DPM-Solver++ 2M and UniPC-2 with 2, 3M and UniPC-3 with 3") {
   // 64 two-dimensional points from σ_max = 80 to σ_min = 0.03, log-uniform steps (no final zero, no
   // lowered final orders), compared in the σ-space variable x/α at σ_min against DPM-Solver++ 3M with 4000
   // steps. The multistep solvers start as diffusers starts them: order 1 on the first step, 2 on the
   // second. That warm-up's O(h²) local error is damped by the flow (by about s/σ_max) but not removed,
   // so 3M shows its third order over N = 5 … 20 and tends to slope 2 for large N; its bound is checked
-  // on the 10 → 20 slope, Euler's and 2M's on the 20 → 40 slope.
+  // on the 10 → 20 slope, Euler's and 2M's on the 20 → 40 slope. UniPC-p's predictor has order p and its
+  // corrector raises that by up to one (the last step stays uncorrected): its bounds span [p − 0.2, p + 1.2].
   // A mixture whose flow is smooth (overlapping modes), so the asymptotic range starts at a few steps.
   const diffuse::gaussian_mixture gm({0.3, 0.7}, {{-1.0, 0.0}, {1.0, 0.5}}, {0.8, 0.6});
   const double smax = 80, smin = 0.03;
@@ -98,6 +100,15 @@ TEST_CASE("probability-flow ODE: Euler converges with order 1, Heun and DPM-Solv
     run_exact(solver, x, shape, gm);
     return x;
   };
+  const auto unipc = [&](int n, int order) {
+    const diffuse::unipc_sampler solver(geometric(n, smax, smin), {.order = order, .prediction = diffuse::prediction_type::sample,
+                                                                   .lower_order_final = false});
+    std::vector<double> x(z.size());
+    for (std::size_t i = 0; i < z.size(); ++i) x[i] = z[i] * smax * a_max;
+    run_exact(solver, x, shape, gm);
+    for (auto& v : x) v /= a_min;
+    return x;
+  };
   const auto reference = dpm(4000, 3);
   const int ns[] = {5, 10, 20, 40};
   struct method {
@@ -107,9 +118,13 @@ TEST_CASE("probability-flow ODE: Euler converges with order 1, Heun and DPM-Solv
     double lo, hi;  // its bounds
   };
   for (const method m : {method{"Heun", -1, 2, 1.8, 2.2}, method{"Euler", 0, 2, 0.9, 1.1}, method{"DPM-Solver++ 1", 1, 2, 0.9, 1.1}, method{"DPM-Solver++ 2M", 2, 2, 1.8, 2.2},
-                         method{"DPM-Solver++ 3M", 3, 1, 2.6, 3.4}}) {
+                         method{"DPM-Solver++ 3M", 3, 1, 2.6, 3.4}, method{"UniPC-2", 12, 2, 1.8, 3.2}, method{"UniPC-3", 13, 1, 2.6, 4.2}}) {
     double err[4];
-    for (int i = 0; i < 4; ++i) err[i] = rms(m.order < 0 ? heun(ns[i]) : m.order == 0 ? euler(ns[i]) : dpm(ns[i], m.order), reference);
+    for (int i = 0; i < 4; ++i) err[i] = rms(m.order < 0    ? heun(ns[i])
+                                 : m.order == 0 ? euler(ns[i])
+                                 : m.order > 10 ? unipc(ns[i], m.order - 10)
+                                                : dpm(ns[i], m.order),
+                                 reference);
     double slope[3];
     for (int i = 0; i < 3; ++i) slope[i] = std::log(err[i] / err[i + 1]) / std::log(2.0);
     std::printf("%-16s error at N = 5, 10, 20, 40: %.3e %.3e %.3e %.3e; slopes %.2f %.2f %.2f (bound on slope %d: [%.2f, %.2f])\n", m.name,
@@ -248,6 +263,8 @@ TEST_CASE_TEMPLATE("solve(): the same bits whatever the batch split, thread coun
   const diffuse::euler_ancestral_sampler anc(schedule, 8);
   const diffuse::euler_ancestral_sampler anc_scalar(schedule, 8, {}, {.vectorize = false});
   const diffuse::euler_sampler churn(schedule, 8, {}, {.s_churn = 2.0});
+  const diffuse::unipc_sampler unipc(schedule, 8, {}, {.order = 3});
+  const diffuse::unipc_sampler unipc_scalar(schedule, 8, {}, {.order = 3, .vectorize = false});
   const diffuse::heun_sampler heun(schedule, 8, {.kind = diffuse::sigma_kind::karras});
   const diffuse::heun_sampler heun_scalar(schedule, 8, {.kind = diffuse::sigma_kind::karras}, {.vectorize = false});
   const auto same_split = [&](const auto& solver) {
@@ -264,6 +281,8 @@ TEST_CASE_TEMPLATE("solve(): the same bits whatever the batch split, thread coun
   CHECK(run(anc, 3, 0, 37) == run(anc_scalar, 3, 0, 37));
   CHECK(run(heun, 3, 0, 37) == run(heun_scalar, 3, 0, 37));
   same_split(heun);
+  same_split(unipc);
+  CHECK(run(unipc, 3, 0, 37) == run(unipc_scalar, 3, 0, 37));
 #if defined(_OPENMP)
   const int saved = omp_get_max_threads();
   omp_set_num_threads(1);
@@ -293,6 +312,12 @@ TEST_CASE("solve() and a user's step loop allocate nothing after the first use")
   diffuse::solve(euler, model, std::span<float>(x), shape, {}, ws2);
   before = test::allocations();
   diffuse::solve(euler, model, std::span<float>(x), shape, {}, ws2);
+  CHECK(test::allocations() == before);
+  const diffuse::unipc_sampler unipc(schedule, 10, {}, {.order = 3});
+  diffuse::solver_workspace<float> ws4;
+  diffuse::solve(unipc, model, std::span<float>(x), shape, {}, ws4);
+  before = test::allocations();
+  diffuse::solve(unipc, model, std::span<float>(x), shape, {}, ws4);
   CHECK(test::allocations() == before);
   const diffuse::heun_sampler heun(schedule, 10);
   diffuse::solver_workspace<float> ws3;
@@ -350,6 +375,9 @@ TEST_CASE("solvers: bad input is a diffuse::error that says what was expected") 
   const diffuse::dpm_solver_sampler sde(schedule, 10, {}, {.algorithm = diffuse::dpm_algorithm::sde_dpmsolver_pp});
   auto sde_state = sde.make_state<double>(shape);
   test::check_error([&] { sde.step<double>(0, io, shape, sde_state); }, {"noise has 0 elements", "this step adds noise"});
+  test::check_error([&] { diffuse::unipc_sampler(schedule, 10, {}, {.order = 4}); }, {"UniPC order = 4", "expected solver_order 1, 2 or 3"});
+  test::check_error([&] { diffuse::unipc_sampler(schedule, 10, {}, {.predict_x0 = false}); },
+                    {"predict_x0 = false and a final sigma of 0", "expected predict_x0 = true or final_sigmas_type sigma_min"});
   const diffuse::heun_sampler heun(schedule, 10);
   auto heun_state = heun.make_state<double>(shape);
   test::check_error([&] { heun.step<double>(3, io, shape, heun_state); }, {"starts at position 3, a corrector", "expected an even position"});

@@ -10,6 +10,7 @@
 #include "diffuse/samplers/dpm_solver.hpp"
 #include "diffuse/samplers/euler.hpp"
 #include "diffuse/samplers/heun.hpp"
+#include "diffuse/samplers/unipc.hpp"
 #include "support.hpp"
 
 namespace {
@@ -126,6 +127,16 @@ replay_result replay_case(const json& c) {
     e.s_tmax = o.value("s_tmax", HUGE_VAL);
     return replay<Scalar>(diffuse::euler_sampler(schedule, n, sigma_options_of(o), e), c);
   }
+  if (family == "unipc") {
+    diffuse::unipc_options u;
+    u.order = o.value("solver_order", 2);
+    u.variant = o.value("solver_type", "bh2") == std::string("bh1") ? diffuse::unipc_variant::bh1 : diffuse::unipc_variant::bh2;
+    u.prediction = prediction_of(o);
+    u.predict_x0 = o.value("predict_x0", true);
+    u.lower_order_final = o.value("lower_order_final", true);
+    u.disable_corrector = o.value("disable_corrector", std::vector<int>{});
+    return replay<Scalar>(diffuse::unipc_sampler(schedule, n, sigma_options_of(o), u), c);
+  }
   if (family == "heun") {
     diffuse::heun_options h;
     h.prediction = prediction_of(o);
@@ -137,7 +148,7 @@ replay_result replay_case(const json& c) {
 
 }  // namespace
 
-TEST_CASE("DPM-Solver++, Euler, Euler ancestral and Heun match diffusers' float64 trajectories to 1e-12") {
+TEST_CASE("DPM-Solver++, UniPC, Euler, Euler ancestral and Heun match diffusers' float64 trajectories to 1e-12") {
   const auto fx = test::fixture("solvers/solvers_float64.json");
   double worst = 0, worst_times = 0;
   std::string worst_name;

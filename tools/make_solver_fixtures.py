@@ -6,7 +6,8 @@ usage: /usr/bin/python3 tools/make_solver_fixtures.py DIFFUSERS_SRC_DIR [OUT_DIR
 DIFFUSERS_SRC_DIR is a diffusers checkout's src/diffusers folder (the fixtures in tests/fixtures/solvers/
 were made from commit 58eb52c0803ea9af3abec60841c2a093bdf1f951, version 0.40.0.dev0). The scheduler
 modules scheduling_dpmsolver_multistep.py, scheduling_euler_discrete.py,
-scheduling_euler_ancestral_discrete.py and scheduling_heun_discrete.py are imported from there unchanged; only the framework imports
+scheduling_euler_ancestral_discrete.py, scheduling_heun_discrete.py and scheduling_unipc_multistep.py are
+imported from there unchanged; only the framework imports
 they make are stubbed (configuration_utils' ConfigMixin / register_to_config, which record the
 constructor's arguments as the config; utils' deprecate, logging, BaseOutput, is_scipy_available;
 scheduling_utils' SchedulerMixin / SchedulerOutput / KarrasDiffusionSchedulers; torch_utils'
@@ -43,7 +44,7 @@ import torch
 
 SHAPE = (2, 1, 3)  # batch, channels, spatial: 6 elements
 MODULES = ["scheduling_dpmsolver_multistep", "scheduling_euler_discrete", "scheduling_euler_ancestral_discrete",
-           "scheduling_heun_discrete"]
+           "scheduling_heun_discrete", "scheduling_unipc_multistep"]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -216,6 +217,23 @@ ANCESTRAL = [
     ("euler_ancestral_leading", dict(timestep_spacing="leading", steps_offset=1), SHORT),
 ]
 
+UNIPC = [
+    ("unipc1", dict(solver_order=1), SHORT),
+    ("unipc2", dict(solver_order=2), LONG),
+    ("unipc3", dict(solver_order=3), LONG),
+    ("unipc2_bh1", dict(solver_order=2, solver_type="bh1", final_sigmas_type="sigma_min"), SHORT),
+    ("unipc3_bh1", dict(solver_order=3, solver_type="bh1", final_sigmas_type="sigma_min"), SHORT),
+    ("unipc2_v", dict(solver_order=2, prediction_type="v_prediction"), SHORT),
+    ("unipc3_x0", dict(solver_order=3, prediction_type="sample"), SHORT),
+    ("unipc2_noise_form", dict(solver_order=2, predict_x0=False, final_sigmas_type="sigma_min"), SHORT),
+    ("unipc3_noise_form_v", dict(solver_order=3, predict_x0=False, prediction_type="v_prediction", final_sigmas_type="sigma_min"), SHORT),
+    ("unipc3_no_lower", dict(solver_order=3, lower_order_final=False, final_sigmas_type="sigma_min"), [3, 5, 12, 20]),
+    ("unipc2_disable_corrector", dict(solver_order=2, disable_corrector=[0, 2]), SHORT),
+    ("unipc2_karras", dict(solver_order=2, use_karras_sigmas=True, schedule="scaled_linear"), SHORT),
+    ("unipc2_leading", dict(solver_order=2, timestep_spacing="leading", steps_offset=1), SHORT),
+    ("unipc2_trailing", dict(solver_order=2, timestep_spacing="trailing"), SHORT),
+]
+
 HEUN = [
     ("heun", dict(), LONG),
     ("heun_karras", dict(use_karras_sigmas=True, schedule="scaled_linear"), SHORT),
@@ -243,7 +261,10 @@ def run_case(cls, family, options, n, dtype, seed):
         x_in = scheduler.scale_model_input(latents, t)
         out = model(x_in, t)
         NOISE_QUEUE.clear()
-        if family == "dpm":
+        if family == "unipc":
+            prev = scheduler.step(out, t, latents).prev_sample
+            uses_noise = False
+        elif family == "dpm":
             uses_noise = scheduler.config.algorithm_type.startswith("sde")
             prev = scheduler.step(out, t, latents, variance_noise=noise if uses_noise else None).prev_sample
         else:
@@ -276,10 +297,12 @@ def make(src_dir, wide):
         "euler": modules["scheduling_euler_discrete"].EulerDiscreteScheduler,
         "euler_ancestral": modules["scheduling_euler_ancestral_discrete"].EulerAncestralDiscreteScheduler,
         "heun": modules["scheduling_heun_discrete"].HeunDiscreteScheduler,
+        "unipc": modules["scheduling_unipc_multistep"].UniPCMultistepScheduler,
     }
     cases = []
     seed = 17
-    for family, table in (("dpm", DPM), ("euler", EULER), ("euler_ancestral", ANCESTRAL), ("heun", HEUN)):
+    for family, table in (("dpm", DPM), ("euler", EULER), ("euler_ancestral", ANCESTRAL), ("heun", HEUN),
+                          ("unipc", UNIPC)):
         for name, options, counts in table:
             for n in counts:
                 seed += 1

@@ -3,11 +3,14 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <map>
+#include <variant>
 #include <cstdio>
 #include <string>
 #include <vector>
 
 #include "diffuse/samplers/dpm_solver.hpp"
+#include "diffuse/samplers/from_config.hpp"
 #include "diffuse/samplers/euler.hpp"
 #include "diffuse/samplers/heun.hpp"
 #include "diffuse/samplers/unipc.hpp"
@@ -185,4 +188,58 @@ TEST_CASE("the float path follows diffusers' verbatim float32 trajectories to fl
   // t = 0 (ᾱ ≈ 0.9999) puts a relative error of up to ~6e-4 into σ_t; diffuse keeps its tables in double.
   std::printf("float path vs diffusers verbatim float32: worst relative error %.3g (bound 3e-3, set by diffusers' "
               "float32 sigma table near t = 0); Heun %.3g (bound 0.1)\n", worst, worst_heun);
+}
+
+TEST_CASE("solver_from_config: a scheduler_config.json of each class gives the solver that matches diffusers") {
+  // Every fixture case as the scheduler_config.json diffusers would save for it (save_config writes the
+  // constructor's arguments), replayed through the variant solver_from_config returns.
+  const auto fx = test::fixture("solvers/solvers_float64.json");
+  const std::map<std::string, std::string> classes = {{"dpm", "DPMSolverMultistepScheduler"}, {"unipc", "UniPCMultistepScheduler"},
+                                                      {"euler", "EulerDiscreteScheduler"}, {"euler_ancestral", "EulerAncestralDiscreteScheduler"},
+                                                      {"heun", "HeunDiscreteScheduler"}};
+  double worst = 0;
+  int cases = 0;
+  for (const auto& c : fx["cases"]) {
+    json cfg = c["options"];
+    if (cfg.contains("s_churn")) continue;  // step() arguments, not config keys
+    const std::string schedule = cfg.value("schedule", "linear");
+    cfg.erase("schedule");
+    cfg["_class_name"] = classes.at(c["family"].get<std::string>());
+    cfg["_diffusers_version"] = "0.40.0.dev0";
+    cfg["num_train_timesteps"] = 1000;
+    cfg["beta_schedule"] = schedule == "cosine" ? "squaredcos_cap_v2" : schedule;
+    cfg["beta_start"] = schedule == "scaled_linear" ? 0.00085 : 0.0001;
+    cfg["beta_end"] = schedule == "scaled_linear" ? 0.012 : 0.02;
+    CAPTURE(cfg.dump());
+    const auto solver = diffuse::solver_from_config(cfg.dump(), c["steps"].get<int>());
+    const auto r = std::visit([&](const auto& s) { return replay<double>(s, c); }, solver);
+    CHECK(r.trajectory <= 1e-12);
+    worst = std::max(worst, r.trajectory);
+    ++cases;
+  }
+  std::printf("solver_from_config over %d fixture cases: worst relative error %.3g\n", cases, worst);
+}
+
+TEST_CASE("solver_from_config: unknown classes and unsupported values are errors that say what is expected") {
+  test::check_error([] { (void)diffuse::solver_from_config(R"({"_class_name": "LMSDiscreteScheduler"})", 10); },
+                    {"[diffuse.io]", "_class_name \"LMSDiscreteScheduler\" is not a solver diffuse implements",
+                     "DPMSolverMultistepScheduler, UniPCMultistepScheduler, EulerDiscreteScheduler"});
+  test::check_error([] { (void)diffuse::solver_from_config(R"({"beta_schedule": "linear"})", 10); }, {"_class_name \"\" is not a solver"});
+  test::check_error([] { (void)diffuse::solver_from_config(R"({"_class_name": "DDIMScheduler"})", 10); }, {"ddim_sampler"});
+  test::check_error([] { (void)diffuse::solver_from_config(R"({"_class_name": "DPMSolverMultistepScheduler", "thresholding": true})", 10); },
+                    {"thresholding = true is not supported"});
+  test::check_error([] { (void)diffuse::solver_from_config(R"({"_class_name": "DPMSolverMultistepScheduler", "algorithm_type": "dpmsolver"})", 10); },
+                    {"algorithm_type \"dpmsolver\" (deprecated in diffusers) is not supported"});
+  test::check_error([] { (void)diffuse::solver_from_config(R"({"_class_name": "DPMSolverMultistepScheduler", "solver_order": 4})", 10); },
+                    {"order = 4", "expected solver_order 1, 2 or 3"});
+  test::check_error(
+      [] { (void)diffuse::solver_from_config(R"({"_class_name": "EulerDiscreteScheduler", "use_karras_sigmas": true, "use_exponential_sigmas": true})", 10); },
+      {"more than one of use_karras_sigmas"});
+  test::check_error([] { (void)diffuse::solver_from_config(R"({"_class_name": "EulerDiscreteScheduler", "interpolation_type": "log_linear"})", 10); },
+                    {"interpolation_type \"log_linear\" is not supported"});
+  test::check_error([] { (void)diffuse::solver_from_config(R"({"_class_name": "UniPCMultistepScheduler", "solver_order": "two"})", 10); },
+                    {"\"solver_order\" is \"two\"; expected a number"});
+  test::check_error([] { (void)diffuse::solver_from_config(R"({"_class_name": "HeunDiscreteScheduler", "prediction_type": "flow_prediction"})", 10); },
+                    {"flow_prediction"});
+  test::check_error([] { (void)diffuse::load_solver("/nonexistent/scheduler_config.json", 10); }, {"cannot open"});
 }

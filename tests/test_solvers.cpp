@@ -20,11 +20,17 @@ namespace {
 
 using nlohmann::json;
 
-diffuse::noise_schedule schedule_of(const json& options) {
+diffuse::noise_schedule base_schedule_of(const json& options) {
   const std::string name = options.value("schedule", "linear");
   if (name == "scaled_linear") return diffuse::noise_schedule::scaled_linear(1000, 0.00085, 0.012);
   if (name == "cosine") return diffuse::noise_schedule::cosine(1000);
   return diffuse::noise_schedule::linear(1000, 1e-4, 0.02);
+}
+
+diffuse::noise_schedule schedule_of(const json& options) {
+  const auto s = base_schedule_of(options);
+  if (!options.value("rescale_betas_zero_snr", false)) return s;
+  return s.rescaled_zero_terminal_snr();
 }
 
 diffuse::sigma_options sigma_options_of(const json& o) {

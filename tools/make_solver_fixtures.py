@@ -194,6 +194,8 @@ DPM = [
     ("dpm2_leading", dict(solver_order=2, timestep_spacing="leading", steps_offset=1), SHORT),
     ("dpm2_trailing", dict(solver_order=2, timestep_spacing="trailing"), SHORT),
     ("dpm2_cosine_clipped", dict(solver_order=2, schedule="cosine", lambda_min_clipped=-5.1), SHORT),
+    ("dpm2_zero_snr_v", dict(solver_order=2, rescale_betas_zero_snr=True, prediction_type="v_prediction",
+                             timestep_spacing="trailing"), SHORT),
     ("sde2", dict(solver_order=2, algorithm_type="sde-dpmsolver++"), LONG),
     ("sde2_heun", dict(solver_order=2, algorithm_type="sde-dpmsolver++", solver_type="heun"), SHORT),
     ("sde3", dict(solver_order=3, algorithm_type="sde-dpmsolver++"), SHORT),
@@ -209,6 +211,7 @@ EULER = [
     ("euler_exponential", dict(use_exponential_sigmas=True), SHORT),
     ("euler_karras_sigma_min", dict(use_karras_sigmas=True, final_sigmas_type="sigma_min"), SHORT),
     ("euler_churn", dict(s_churn=1.0, s_tmin=0.5, s_tmax=50.0), SHORT),
+    ("euler_zero_snr_v", dict(rescale_betas_zero_snr=True, prediction_type="v_prediction", timestep_spacing="trailing"), SHORT),
 ]
 
 ANCESTRAL = [
@@ -232,6 +235,8 @@ UNIPC = [
     ("unipc2_karras", dict(solver_order=2, use_karras_sigmas=True, schedule="scaled_linear"), SHORT),
     ("unipc2_leading", dict(solver_order=2, timestep_spacing="leading", steps_offset=1), SHORT),
     ("unipc2_trailing", dict(solver_order=2, timestep_spacing="trailing"), SHORT),
+    ("unipc2_zero_snr_v", dict(solver_order=2, rescale_betas_zero_snr=True, prediction_type="v_prediction",
+                               timestep_spacing="trailing"), SHORT),
 ]
 
 HEUN = [

@@ -50,8 +50,9 @@ inline constexpr const char* supported_solver_classes =
 /// euler_at_final, lambda_min_clipped (DPM-Solver), predict_x0, disable_corrector (UniPC), sigma_min,
 /// sigma_max, interpolation_type, timestep_type (Euler), clip_sample, clip_sample_range (Heun). Keys with
 /// values diffuse does not implement (thresholding, flow sigmas, learned variances, the deprecated
-/// dpmsolver algorithms, rescale_betas_zero_snr, log_linear interpolation, continuous timesteps) are
-/// errors; keys that only concern other classes are ignored.
+/// dpmsolver algorithms, log_linear interpolation, continuous timesteps) are errors;
+/// rescale_betas_zero_snr rescales the schedule, whose σ table then ends at ᾱ = 2^−24 as diffusers'
+/// (training_sigmas); keys that only concern other classes are ignored.
 /// \throws diffuse::error (io) for invalid JSON, an unknown or missing `_class_name` (the message lists
 ///         the supported ones) or an unsupported value, and the solvers' own errors for invalid options.
 inline any_solver solver_from_config(const std::string& text, int steps, const std::string& origin = "scheduler_config.json") {
@@ -93,10 +94,10 @@ inline any_solver solver_from_config(const std::string& text, int steps, const s
                     " (DDPMScheduler and DDIMScheduler configs go through scheduler_config with ddpm_sampler / ddim_sampler)"));
 
   // The training schedule, read exactly as scheduler_config reads it; the class's own defaults below.
-  refuse_if(flag("rescale_betas_zero_snr", false), "rescale_betas_zero_snr = true (diffusers then replaces alpha_bar = 0 by 2^-24)");
   const std::string pred = text_of("prediction_type", "epsilon");
   if (pred == "flow_prediction") bad("prediction_type \"flow_prediction\" is not supported yet; expected epsilon, sample or v_prediction");
   const scheduler_config base = scheduler_config::from_json(text, origin);
+  if (heun && flag("rescale_betas_zero_snr", false)) bad("rescale_betas_zero_snr is not a key of HeunDiscreteScheduler; expected it absent");
   const prediction_type prediction = parse_prediction_type(pred);
   if (prediction == prediction_type::previous_x) bad("prediction_type \"previous_x\"; expected epsilon, sample or v_prediction");
 

@@ -59,11 +59,17 @@ struct sigma_list {
   std::vector<double> model_times;  ///< the training-time value the model is given at position k (N entries)
 };
 
-/// σ_t = √((1 − ᾱ_t)/ᾱ_t) for every training timestep t (increasing in t).
+/// σ_t = √((1 − ᾱ_t)/ᾱ_t) for every training timestep t (increasing in t, except as below).
+///
+/// A zero-terminal-SNR schedule (rescaled_zero_terminal_snr, diffusers' rescale_betas_zero_snr) has
+/// ᾱ_{T−1} = 0; diffusers' sigma-space schedulers replace it by 2^−24, so σ_{T−1} ≈ 4096 is finite, and
+/// so does this table. (That value is above ᾱ_{T−2} for common schedules: the table's last σ is then
+/// below the one before it, exactly as in diffusers.)
 inline std::vector<double> training_sigmas(const noise_schedule& schedule) {
   std::vector<double> s(static_cast<std::size_t>(schedule.size()));
   for (int t = 0; t < schedule.size(); ++t) {
-    const double ab = schedule.alpha_bar(t);
+    double ab = schedule.alpha_bar(t);
+    if (ab == 0.0 && t == schedule.size() - 1) ab = std::ldexp(1.0, -24);
     s[static_cast<std::size_t>(t)] = std::sqrt((1.0 - ab) / ab);
   }
   return s;
@@ -77,8 +83,12 @@ inline double sigma_to_t(double sigma, const std::vector<double>& log_sigmas) {
   const std::size_t n = log_sigmas.size();
   if (n < 2) return 0.0;
   const double ls = std::log(std::max(sigma, 1e-10));
-  const std::size_t count = static_cast<std::size_t>(std::upper_bound(log_sigmas.begin(), log_sigmas.end(), ls) - log_sigmas.begin());
-  const std::size_t low = std::min(count == 0 ? 0 : count - 1, n - 2), high = low + 1;
+  // argmax(cumsum(log σ_i ≤ log σ)): the last i where it holds (0 if none), as diffusers computes it,
+  // which matters only where the table is not increasing (a zero-terminal-SNR end).
+  std::size_t last = 0;
+  for (std::size_t i = 0; i < n; ++i)
+    if (log_sigmas[i] <= ls) last = i;
+  const std::size_t low = std::min(last, n - 2), high = low + 1;
   const double lo = log_sigmas[low], hi = log_sigmas[high];
   const double w = std::clamp((lo - ls) / (lo - hi), 0.0, 1.0);
   return (1.0 - w) * static_cast<double>(low) + w * static_cast<double>(high);

@@ -383,3 +383,37 @@ TEST_CASE("solvers: bad input is a diffuse::error that says what was expected") 
   test::check_error([&] { heun.step<double>(3, io, shape, heun_state); }, {"starts at position 3, a corrector", "expected an even position"});
   test::check_error([&] { diffuse::heun_sampler(schedule, 10, {}, {.clip_sample_range = 0.0}); }, {"clip_sample_range = 0", "expected a range > 0"});
 }
+
+TEST_CASE_TEMPLATE("solve() gives the bits of a hand-written step loop (Euler family: the fused next-input scaling)", Scalar, float, double) {
+  const auto schedule = diffuse::noise_schedule::scaled_linear(1000);
+  const diffuse::sample_shape shape{.batch = 3, .channels = 2, .spatial = 19};
+  const auto model = [](std::span<const Scalar> x, double t, std::span<Scalar> out) {
+    for (std::size_t i = 0; i < x.size(); ++i) out[i] = static_cast<Scalar>(0.7) * x[i] + static_cast<Scalar>(1e-4 * t);
+  };
+  const auto compare = [&](const auto& solver) {
+    std::vector<Scalar> a(shape.numel());
+    diffuse::fill_initial_noise<Scalar>(a, shape, 4);
+    std::vector<Scalar> b = a, input(a.size()), out(a.size()), next(a.size());
+    diffuse::solve(solver, model, std::span<Scalar>(a), shape, {.seed = 4});
+    const auto s0 = static_cast<Scalar>(solver.initial_scale());
+    for (auto& v : b) v *= s0;
+    auto state = solver.template make_state<Scalar>(shape);
+    const diffuse::normal_generator gen(4);
+    for (int k = 0; k < solver.num_steps(); ++k) {
+      const auto c = static_cast<Scalar>(solver.input_scale(k));
+      for (std::size_t i = 0; i < b.size(); ++i) input[i] = b[i] * c;
+      model(input, solver.model_time(k), out);
+      diffuse::solver_buffers<Scalar> io{.x = b, .model_output = out, .x_next = next};
+      if (solver.adds_noise(k)) io.generated = {&gen, 0, diffuse::step_noise_stream(k)};
+      solver.template step<Scalar>(k, io, shape, state);
+      b.swap(next);
+    }
+    CHECK(a == b);
+  };
+  compare(diffuse::euler_sampler(schedule, 9, {.kind = diffuse::sigma_kind::karras}));
+  compare(diffuse::euler_sampler(schedule, 9, {}, {.s_churn = 1.0}));
+  compare(diffuse::euler_ancestral_sampler(schedule, 9));
+  compare(diffuse::heun_sampler(schedule, 6));
+  compare(diffuse::dpm_solver_sampler(schedule, 9, {}, {.order = 3, .algorithm = diffuse::dpm_algorithm::sde_dpmsolver_pp}));
+  compare(diffuse::unipc_sampler(schedule, 9, {}, {.order = 3}));
+}

@@ -51,6 +51,8 @@ namespace detail {
 class euler_family {
  public:
   static constexpr bool fractional_time = true;
+  /// Its steps fill solver_buffers::next_model_input (the next position's scaled input) in their pass.
+  static constexpr bool writes_next_input = true;
 
   int num_steps() const noexcept { return static_cast<int>(list_.model_times.size()); }
   /// The fractional training time the model is given at position k.
@@ -143,12 +145,14 @@ class euler_sampler : public detail::euler_family {
     const bool check = options_.check_finite;
     struct pointers {
       const Scalar *x, *out, *z;
-      Scalar *xn, *x0;
+      Scalar *xn, *x0, *ni;
     };
     const auto at = [&](std::size_t base, std::nullptr_t) {
       return pointers{io.x.data() + base, io.model_output.data() + base, noisy && !io.noise.empty() ? io.noise.data() + base : nullptr,
-                      io.x_next.data() + base, io.x0.empty() ? nullptr : io.x0.data() + base};
+                      io.x_next.data() + base, io.x0.empty() ? nullptr : io.x0.data() + base,
+                      io.next_model_input.empty() ? nullptr : io.next_model_input.data() + base};
     };
+    const auto cin = static_cast<Scalar>(k + 1 < num_steps() ? input_scale(k + 1) : 1.0);
     const auto run = [&](auto noisy_c) {
       constexpr bool is_noisy = decltype(noisy_c)::value;
       return detail::run_fused_pass<Scalar>(shape.numel(), shape.channels * shape.spatial, options_.vectorize, is_noisy, io.generated, at,
@@ -166,6 +170,7 @@ class euler_sampler : public detail::euler_family {
           const V next = xv + (xv - x0) / V(sh) * V(dt);
           if (check) probe.result += next - next;
           detail::store(p.xn + j, next);
+          if (p.ni) detail::store(p.ni + j, next * V(cin));
         };
       });
     };
@@ -217,12 +222,14 @@ class euler_ancestral_sampler : public detail::euler_family {
     const bool check = options_.check_finite;
     struct pointers {
       const Scalar *x, *out, *z;
-      Scalar *xn, *x0;
+      Scalar *xn, *x0, *ni;
     };
     const auto at = [&](std::size_t base, std::nullptr_t) {
       return pointers{io.x.data() + base, io.model_output.data() + base, noisy && !io.noise.empty() ? io.noise.data() + base : nullptr,
-                      io.x_next.data() + base, io.x0.empty() ? nullptr : io.x0.data() + base};
+                      io.x_next.data() + base, io.x0.empty() ? nullptr : io.x0.data() + base,
+                      io.next_model_input.empty() ? nullptr : io.next_model_input.data() + base};
     };
+    const auto cin = static_cast<Scalar>(k + 1 < num_steps() ? input_scale(k + 1) : 1.0);
     const auto run = [&](auto noisy_c) {
       constexpr bool is_noisy = decltype(noisy_c)::value;
       return detail::run_fused_pass<Scalar>(shape.numel(), shape.channels * shape.spatial, options_.vectorize, is_noisy, io.generated, at,
@@ -239,6 +246,7 @@ class euler_ancestral_sampler : public detail::euler_family {
             probe.result += next - next;
           }
           detail::store(p.xn + j, next);
+          if (p.ni) detail::store(p.ni + j, next * V(cin));
         };
       });
     };

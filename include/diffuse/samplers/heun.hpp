@@ -52,6 +52,8 @@ struct heun_options {
 class heun_sampler {
  public:
   static constexpr bool fractional_time = true;
+  /// Its steps fill solver_buffers::next_model_input (the next position's scaled input) in their pass.
+  static constexpr bool writes_next_input = true;
 
   /// The solver of diffusers' set_timesteps(N) (final σ 0, Euler's spacing and Karras / exponential rules).
   /// \throws diffuse::error on invalid sigma options, previous_x prediction or a clip range <= 0.
@@ -131,6 +133,8 @@ class heun_sampler {
     const Scalar* out = io.model_output.data();
     Scalar* xn = io.x_next.data();
     Scalar* x0p = io.x0.empty() ? nullptr : io.x0.data();
+    Scalar* ni = io.next_model_input.empty() ? nullptr : io.next_model_input.data();
+    const auto cin = static_cast<Scalar>(p + 1 < num_steps() ? input_scale(p + 1) : 1.0);
     const auto body = [=]<class V>(std::size_t e, detail::finite_probe<V>& probe) {
       const V xv = detail::load<V>(x + e), ov = detail::load<V>(out + e);
       V x0 = pred == prediction_type::epsilon ? xv - V(se) * ov : pred == prediction_type::v_prediction ? ov * V(vo) + xv / V(vx) : ov;
@@ -152,6 +156,7 @@ class heun_sampler {
         probe.result += next - next;
       }
       detail::store(xn + e, next);
+      if (ni) detail::store(ni + e, next * V(cin));
     };
     const int mask = detail::run_elementwise<Scalar>(shape.numel(), options_.vectorize, body);
     if (mask != 0)

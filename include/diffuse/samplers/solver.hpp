@@ -10,7 +10,9 @@
 /// - `input_scale(k)`: the factor the model input is multiplied by (diffusers' scale_model_input; 1 for
 ///   the VP-space solvers), and `initial_scale()` (diffusers' init_noise_sigma);
 /// - `history_slots()`, `make_state<Scalar>(shape)` and `step<Scalar>(k, buffers, shape, state)`;
-/// - `adds_noise(k)`: whether the step at k draws noise.
+/// - `adds_noise(k)`: whether the step at k draws noise;
+/// - optionally `static constexpr bool writes_next_input = true`: its step fills
+///   solver_buffers::next_model_input, so solve() makes no separate scaling pass.
 
 #include <algorithm>
 #include <atomic>
@@ -65,6 +67,9 @@ struct solver_buffers {
   std::span<Scalar> x0 = {};             ///< optional: receives the x̂0 the step used
   std::span<const Scalar> noise = {};    ///< standard normal noise when adds_noise(k), or give `generated`
   generated_noise generated = {};        ///< noise the step generates itself (see generated_noise)
+  /// Optional, for solvers with `writes_next_input` (the Euler family): receives input_scale(k + 1)·x_next,
+  /// the next model input, in the same pass (the bits of scaling x_next afterwards).
+  std::span<Scalar> next_model_input = {};
 };
 
 /// The state a multistep solver carries from step to step: the x̂0 (or model outputs) of up to three
@@ -220,10 +225,14 @@ void solve(const Sampler& sampler, Model&& model, std::span<Scalar> x, const sam
     for (auto& v : x) v *= s;
   }
   std::span<Scalar> current = x, next = ws.x_next;
+  constexpr bool fuses_input = requires { requires Sampler::writes_next_input; };
+  bool input_ready = false;  // the previous step wrote this position's scaled model input
   for (int k = options.start_index; k < n; ++k) {
     const double scale = sampler.input_scale(k);
     std::span<const Scalar> input = current;
-    if (scale != 1.0) {
+    if (scale != 1.0 && input_ready) {
+      input = ws.model_input;
+    } else if (scale != 1.0) {
       if (ws.model_input.size() != numel) ws.model_input.assign(numel, Scalar(0));
       const auto c = static_cast<Scalar>(scale);
       const Scalar* src = current.data();
@@ -249,6 +258,14 @@ void solve(const Sampler& sampler, Model&& model, std::span<Scalar> x, const sam
                               .x0 = wants_x0 ? std::span<Scalar>(ws.x0) : std::span<Scalar>(),
                               .generated = sampler.adds_noise(k) ? generated_noise{&generator, options.first_sample, step_noise_stream(k)}
                                                                  : generated_noise{}};
+    input_ready = false;
+    if constexpr (fuses_input) {
+      if (k + 1 < n && sampler.input_scale(k + 1) != 1.0) {
+        if (ws.model_input.size() != numel) ws.model_input.assign(numel, Scalar(0));
+        io.next_model_input = ws.model_input;
+        input_ready = true;
+      }
+    }
     sampler.template step<Scalar>(k, io, shape, ws.state);
     callback(solver_event<Scalar>{k, n, sampler.model_time(k), sampler.sigma(k), std::span<const Scalar>(current),
                                   std::span<const Scalar>(ws.x0)});
@@ -284,6 +301,8 @@ void check_solver_buffers(const solver_buffers<Scalar>& b, const sample_shape& s
   if (needs_noise && !b.generated.generator && b.noise.size() != n)
     fail(error_kind::shape, "noise has ", b.noise.size(), " elements; expected ", n, " (this step adds noise; or give generated noise instead)");
   if (!b.x0.empty() && b.x0.size() != n) fail(error_kind::shape, "x0 has ", b.x0.size(), " elements; expected ", n, " or none");
+  if (!b.next_model_input.empty() && b.next_model_input.size() != n)
+    fail(error_kind::shape, "next_model_input has ", b.next_model_input.size(), " elements; expected ", n, " or none");
 }
 
 inline void check_position(int k, int n) {

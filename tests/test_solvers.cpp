@@ -126,6 +126,8 @@ replay_result replay_case(const json& c) {
     d.prediction = prediction_of(o);
     d.lower_order_final = o.value("lower_order_final", true);
     d.euler_at_final = o.value("euler_at_final", false);
+    if (o.value("thresholding", false))
+      d.threshold = diffuse::dynamic_threshold{o.value("dynamic_thresholding_ratio", 0.995), o.value("sample_max_value", 1.0)};
     return replay<Scalar>(diffuse::dpm_solver_sampler(schedule, n, sigma_options_of(o), d), c);
   }
   if (family == "euler") {
@@ -232,7 +234,7 @@ TEST_CASE("solver_from_config: unknown classes and unsupported values are errors
                      "DPMSolverMultistepScheduler, UniPCMultistepScheduler, EulerDiscreteScheduler"});
   test::check_error([] { (void)diffuse::solver_from_config(R"({"beta_schedule": "linear"})", 10); }, {"_class_name \"\" is not a solver"});
   test::check_error([] { (void)diffuse::solver_from_config(R"({"_class_name": "DDIMScheduler"})", 10); }, {"ddim_sampler"});
-  test::check_error([] { (void)diffuse::solver_from_config(R"({"_class_name": "DPMSolverMultistepScheduler", "thresholding": true})", 10); },
+  test::check_error([] { (void)diffuse::solver_from_config(R"({"_class_name": "UniPCMultistepScheduler", "thresholding": true})", 10); },
                     {"thresholding = true is not supported"});
   test::check_error([] { (void)diffuse::solver_from_config(R"({"_class_name": "DPMSolverMultistepScheduler", "algorithm_type": "dpmsolver"})", 10); },
                     {"algorithm_type \"dpmsolver\" (deprecated in diffusers) is not supported"});

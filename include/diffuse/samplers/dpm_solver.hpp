@@ -28,6 +28,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <type_traits>
 #include <utility>
@@ -60,6 +61,9 @@ struct dpm_solver_options {
   prediction_type prediction = prediction_type::epsilon;  ///< epsilon, sample or v_prediction
   bool lower_order_final = true;                          ///< lower the order of the last steps when N < 15
   bool euler_at_final = false;                            ///< first order on the last step
+  /// thresholding: Imagen's dynamic thresholding of x̂0 per item (dynamic_thresholding_ratio,
+  /// sample_max_value) before it enters the history; costs a second pass per item.
+  std::optional<dynamic_threshold> threshold = std::nullopt;
   bool check_finite = true;                               ///< a [diffuse.numeric] error on NaN or Inf (as ddim_options)
   bool vectorize = true;                                  ///< false: the scalar reference loop (same bits)
 };
@@ -106,6 +110,7 @@ class dpm_solver_sampler {
       detail::fail(error_kind::sampler, "DPM-Solver++ order = ", options_.order, "; expected solver_order 1, 2 or 3");
     if (options_.prediction == prediction_type::previous_x)
       detail::fail(error_kind::sampler, "DPM-Solver++ needs a model that predicts epsilon, sample or v_prediction; got previous_x");
+    if (options_.threshold) x0_processing{.threshold = options_.threshold}.validate();
     const std::size_t n = list_.model_times.size();
     if (n == 0 || list_.sigmas.size() != n + 1)
       detail::fail(error_kind::timesteps, "a sigma list of ", list_.sigmas.size(), " sigmas and ", n, " model times; expected N >= 1 model times and N + 1 sigmas");
@@ -288,36 +293,67 @@ class dpm_solver_sampler {
                       io.x_next.data() + base,
                       io.x0.empty() ? nullptr : io.x0.data() + base};
     };
-    const auto run = [&](auto order_c, auto noisy_c) {
+    // The element body. Thresholded: m0 is the item's x̂0 already in p.m0, clamped to [−s, s] and divided
+    // by s here (dynamic thresholding needs the whole item's x̂0 for s, so it takes two passes).
+    const auto make_body = [&](auto order_c, auto noisy_c, auto thresholded_c, const pointers& p, Scalar bound) {
       constexpr int order = decltype(order_c)::value;
+      constexpr bool is_noisy = decltype(noisy_c)::value, thresholded = decltype(thresholded_c)::value;
+      return [=]<class V>(std::size_t j, detail::finite_probe<V>& probe) {
+        const V xv = detail::load<V>(p.x + j), ov = detail::load<V>(p.out + j);
+        // diffusers' conversion: (x − σ_VP·ε̂)/α for ε; α·x − σ_VP·v̂ for v; the output itself for x0.
+        V m0;
+        if constexpr (thresholded) {
+          m0 = detail::clamp_like_std(detail::load<V>(p.m0 + j), V(-bound), V(bound)) / V(bound);
+        } else {
+          m0 = eps ? (xv - V(ve) * ov) / V(ae) : V(px) * xv + V(po) * ov;
+        }
+        if (p.m0) detail::store(p.m0 + j, m0);
+        if (p.x0) detail::store(p.x0 + j, m0);
+        V next = V(A) * xv + V(C0) * m0;
+        if constexpr (order == 2) {
+          const V d1 = V(ir0) * (m0 - detail::load<V>(p.m1 + j));
+          next = next + V(C1) * d1;
+        } else if constexpr (order == 3) {
+          const V m1 = detail::load<V>(p.m1 + j), m2 = detail::load<V>(p.m2 + j);
+          const V d10 = V(ir0) * (m0 - m1), d11 = V(ir1) * (m1 - m2);
+          const V d1 = d10 + V(q) * (d10 - d11), d2 = V(ir01) * (d10 - d11);
+          next = next + V(C1) * d1 + V(C2) * d2;
+        }
+        if constexpr (is_noisy) next = next + V(S) * detail::load<V>(p.z + j);
+        if (check) {
+          probe.model += ov - ov;
+          probe.state += xv - xv;
+          probe.result += next - next;
+        }
+        detail::store(p.xn + j, next);
+      };
+    };
+    const std::size_t per_item = shape.channels * shape.spatial;
+    const auto run = [&](auto order_c, auto noisy_c) -> int {
       constexpr bool is_noisy = decltype(noisy_c)::value;
-      return detail::run_fused_pass<Scalar>(shape.numel(), shape.channels * shape.spatial, options_.vectorize, is_noisy, io.generated,
-                                            at, [&](const pointers& p) {
-        return [=]<class V>(std::size_t j, detail::finite_probe<V>& probe) {
+      if (!options_.threshold)
+        return detail::run_fused_pass<Scalar>(shape.numel(), per_item, options_.vectorize, is_noisy, io.generated, at, [&](const pointers& p) {
+          return make_body(order_c, noisy_c, std::false_type{}, p, Scalar(1));
+        });
+      const std::size_t first_bad = detail::for_each_item(shape.batch, per_item, [&](std::size_t i) -> int {
+        const std::size_t base = i * per_item;
+        pointers p = at(base, nullptr);
+        if (!p.m0) p.m0 = detail::thread_scratch<Scalar, detail::scratch_slot::x0>(per_item).data();
+        if (is_noisy && io.generated.generator) p.z = detail::generated_item_noise<Scalar>(io.generated, per_item, base);
+        Scalar* const m0 = p.m0;
+        const int mask = detail::run_range<Scalar>(0, per_item, options_.vectorize, [=]<class V>(std::size_t j, detail::finite_probe<V>& probe) {
           const V xv = detail::load<V>(p.x + j), ov = detail::load<V>(p.out + j);
-          // diffusers' conversion: (x − σ_VP·ε̂)/α for ε; α·x − σ_VP·v̂ for v; the output itself for x0.
-          const V m0 = eps ? (xv - V(ve) * ov) / V(ae) : V(px) * xv + V(po) * ov;
-          if (p.m0) detail::store(p.m0 + j, m0);
-          if (p.x0) detail::store(p.x0 + j, m0);
-          V next = V(A) * xv + V(C0) * m0;
-          if constexpr (order == 2) {
-            const V d1 = V(ir0) * (m0 - detail::load<V>(p.m1 + j));
-            next = next + V(C1) * d1;
-          } else if constexpr (order == 3) {
-            const V m1 = detail::load<V>(p.m1 + j), m2 = detail::load<V>(p.m2 + j);
-            const V d10 = V(ir0) * (m0 - m1), d11 = V(ir1) * (m1 - m2);
-            const V d1 = d10 + V(q) * (d10 - d11), d2 = V(ir01) * (d10 - d11);
-            next = next + V(C1) * d1 + V(C2) * d2;
-          }
-          if constexpr (is_noisy) next = next + V(S) * detail::load<V>(p.z + j);
           if (check) {
             probe.model += ov - ov;
             probe.state += xv - xv;
-            probe.result += next - next;
           }
-          detail::store(p.xn + j, next);
-        };
+          detail::store(m0 + j, eps ? (xv - V(ve) * ov) / V(ae) : V(px) * xv + V(po) * ov);
+        });
+        if (mask != 0) return mask;
+        const Scalar bound = detail::threshold_bound<Scalar>(std::span<const Scalar>(m0, per_item), *options_.threshold);
+        return detail::run_range<Scalar>(0, per_item, options_.vectorize, make_body(order_c, noisy_c, std::true_type{}, p, bound));
       });
+      return first_bad < shape.batch ? 1 : 0;
     };
     using one = std::integral_constant<int, 1>;
     using two = std::integral_constant<int, 2>;

@@ -14,6 +14,7 @@
 #include "counting_new.hpp"
 #include "diffuse/ddim.hpp"
 #include "diffuse/gaussian_mixture.hpp"
+#include "diffuse/img2img.hpp"
 #include "diffuse/sample.hpp"
 #include "diffuse/samplers/dpm_solver.hpp"
 #include "diffuse/samplers/euler.hpp"
@@ -416,4 +417,31 @@ TEST_CASE_TEMPLATE("solve() gives the bits of a hand-written step loop (Euler fa
   compare(diffuse::heun_sampler(schedule, 6));
   compare(diffuse::dpm_solver_sampler(schedule, 9, {}, {.order = 3, .algorithm = diffuse::dpm_algorithm::sde_dpmsolver_pp}));
   compare(diffuse::unipc_sampler(schedule, 9, {}, {.order = 3}));
+}
+
+TEST_CASE("img2img: DPM-Solver++ 1 and Euler started part-way equal DDIM started there") {
+  const auto schedule = diffuse::noise_schedule::linear(1000);
+  const auto ts = diffuse::make_timesteps(1000, 10, diffuse::timestep_spacing::leading, 1);
+  const diffuse::ddim_sampler ddim(schedule, ts, {.eta = 0.0});
+  const diffuse::dpm_solver_sampler dpm(diffuse::dpm_solver_timesteps(schedule, ts), {.order = 1});
+  const diffuse::euler_sampler euler(schedule, 10, {.spacing = diffuse::timestep_spacing::leading, .steps_offset = 1});
+  const diffuse::sample_shape shape{.batch = 8, .channels = 2, .spatial = 1};
+  const auto model = mixture().denoiser<double>(schedule, diffuse::prediction_type::epsilon);
+  const auto fractional = [&](std::span<const double> x, double t, std::span<double> out) { model(x, static_cast<int>(t), out); };
+  std::vector<double> clean(shape.numel());
+  std::vector<int> labels(shape.batch);
+  mixture().sample_data<double>(clean, labels, 21);
+  const int k = diffuse::img2img_start_index(10, 0.6);
+  std::vector<double> a(shape.numel()), b(shape.numel()), c(shape.numel());
+  diffuse::img2img_noise<double>(schedule, ts[static_cast<std::size_t>(k)], clean, a, shape, 8);
+  diffuse::solver_img2img_noise<diffuse::dpm_solver_sampler, double>(dpm, k, clean, b, shape, 8);
+  diffuse::solver_img2img_noise<diffuse::euler_sampler, double>(euler, k, clean, c, shape, 8);
+  diffuse::sample(ddim, model, std::span<double>(a), shape, {.start_index = k});
+  diffuse::solve(dpm, model, std::span<double>(b), shape, {.start_index = k});
+  diffuse::solve(euler, fractional, std::span<double>(c), shape, {.start_index = k});
+  std::vector<double> e(a.begin(), a.end());
+  CHECK(test::worst_relative(b, e, 1e-12) <= 1.0);
+  CHECK(test::worst_relative(c, e, 1e-12) <= 1.0);
+  test::check_error([&] { diffuse::solver_img2img_noise<diffuse::dpm_solver_sampler, double>(dpm, 10, clean, b, shape, 8); },
+                    {"start position 10 is out of range"});
 }

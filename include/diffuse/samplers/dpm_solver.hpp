@@ -144,6 +144,11 @@ class dpm_solver_sampler {
   const sigma_list& sigmas() const noexcept { return list_; }
   /// Always 1: the model sees the VP sample itself.
   double input_scale(int) const noexcept { return 1.0; }
+  /// The state at position k is a·x0 + b·ε with {a, b} = {α, σ_VP} of σ_k (diffusers' add_noise).
+  std::pair<double, double> noising(int k) const {
+    const double s = sigma(k), a = 1.0 / std::sqrt(s * s + 1.0);
+    return {a, s * a};
+  }
   /// Always 1: the chain starts from standard normal noise (init_noise_sigma = 1).
   double initial_scale() const noexcept { return 1.0; }
   /// The options it was built with.

@@ -63,6 +63,8 @@ class euler_family {
   /// σ at position k; sigma(num_steps()) is where the chain ends.
   double sigma(int k) const { return list_.sigmas.at(static_cast<std::size_t>(k)); }
   const sigma_list& sigmas() const noexcept { return list_; }
+  /// The state at position k is x0 + σ_k·ε (diffusers' add_noise): {1, σ_k}.
+  std::pair<double, double> noising(int k) const { return {1.0, sigma(k)}; }
   /// 1/√(σ_k² + 1): diffusers' scale_model_input.
   double input_scale(int k) const { return 1.0 / std::sqrt(sigma(k) * sigma(k) + 1.0); }
   /// diffusers' init_noise_sigma: σ_max, or √(σ_max² + 1) with leading spacing.

@@ -92,6 +92,8 @@ class heun_sampler {
   double sigma(int p) const { return list_.sigmas.at(static_cast<std::size_t>((p + 1) / 2)); }
   /// The N + 1 sigmas of the steps.
   const sigma_list& sigmas() const noexcept { return list_; }
+  /// The state at position p is x0 + σ_p·ε (diffusers' add_noise): {1, σ_p}.
+  std::pair<double, double> noising(int p) const { return {1.0, sigma(p)}; }
   /// 1/√(σ_p² + 1).
   double input_scale(int p) const { return 1.0 / std::sqrt(sigma(p) * sigma(p) + 1.0); }
   /// diffusers' init_noise_sigma: σ_max, or √(σ_max² + 1) with leading spacing.

@@ -10,7 +10,8 @@
 /// - `input_scale(k)`: the factor the model input is multiplied by (diffusers' scale_model_input; 1 for
 ///   the VP-space solvers), and `initial_scale()` (diffusers' init_noise_sigma);
 /// - `history_slots()`, `make_state<Scalar>(shape)` and `step<Scalar>(k, buffers, shape, state)`;
-/// - `adds_noise(k)`: whether the step at k draws noise;
+/// - `adds_noise(k)`: whether the step at k draws noise; `noising(k)`: {a, b} with the state at k equal to
+///   a·x0 + b·ε (for img2img starts, solver_img2img_noise);
 /// - optionally `static constexpr bool writes_next_input = true`: its step fills
 ///   solver_buffers::next_model_input, so solve() makes no separate scaling pass.
 
@@ -281,6 +282,24 @@ void solve(const Sampler& sampler, Model&& model, std::span<Scalar> x, const sam
   solver_workspace<Scalar> workspace;
   solve(sampler, std::forward<Model>(model), x, shape, options, workspace, std::forward<Callback>(callback),
         std::forward<Guidance>(guidance));
+}
+
+/// Noises clean samples x0 into the solver's state at position k (img2img, partial chains): x = a·x0 + b·ε
+/// with {a, b} = solver.noising(k) (α and σ_VP for DPM-Solver++ / UniPC, 1 and σ for the Euler family,
+/// as diffusers' add_noise), ε from the initial-noise stream of `seed` (fill_initial_noise). Then run
+/// solve() with start_index = k (img2img_start_index gives k from a strength).
+/// \throws diffuse::error when x0 or x do not have shape.numel() elements, or k is out of range.
+template <class Sampler, Real Scalar>
+void solver_img2img_noise(const Sampler& solver, int k, std::span<const Scalar> x0, std::span<Scalar> x, const sample_shape& shape,
+                          std::uint64_t seed, std::uint64_t first_sample = 0) {
+  if (k < 0 || k >= solver.num_steps())
+    detail::fail(error_kind::argument, "start position ", k, " is out of range; expected 0 <= k < ", solver.num_steps());
+  if (x0.size() != shape.numel() || x.size() != shape.numel())
+    detail::fail(error_kind::shape, "x0 has ", x0.size(), " and x has ", x.size(), " elements; expected ", shape.numel(), " each");
+  fill_initial_noise<Scalar>(x, shape, seed, first_sample);
+  const auto [a, b] = solver.noising(k);
+  const auto sa = static_cast<Scalar>(a), sb = static_cast<Scalar>(b);
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] = sa * x0[i] + sb * x[i];
 }
 
 namespace detail {

@@ -134,6 +134,11 @@ class unipc_sampler {
   double sigma(int k) const { return list_.sigmas.at(static_cast<std::size_t>(k)); }
   const sigma_list& sigmas() const noexcept { return list_; }
   double input_scale(int) const noexcept { return 1.0; }
+  /// The state at position k is a·x0 + b·ε with {a, b} = {α, σ_VP} of σ_k (diffusers' add_noise).
+  std::pair<double, double> noising(int k) const {
+    const double s = sigma(k), a = 1.0 / std::sqrt(s * s + 1.0);
+    return {a, s * a};
+  }
   double initial_scale() const noexcept { return 1.0; }
   bool adds_noise(int) const noexcept { return false; }
   const unipc_options& options() const noexcept { return options_; }

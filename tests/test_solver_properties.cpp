@@ -376,6 +376,9 @@ TEST_CASE("solvers: bad input is a diffuse::error that says what was expected") 
   const diffuse::dpm_solver_sampler sde(schedule, 10, {}, {.algorithm = diffuse::dpm_algorithm::sde_dpmsolver_pp});
   auto sde_state = sde.make_state<double>(shape);
   test::check_error([&] { sde.step<double>(0, io, shape, sde_state); }, {"noise has 0 elements", "this step adds noise"});
+  test::check_error([&] { diffuse::unipc_sampler(schedule, 10, {.final_type = diffuse::final_sigma::sigma_min},
+                                                 {.predict_x0 = false, .threshold = diffuse::dynamic_threshold{}}); },
+                    {"UniPC thresholding with predict_x0 = false"});
   test::check_error([&] { diffuse::unipc_sampler(schedule, 10, {}, {.order = 4}); }, {"UniPC order = 4", "expected solver_order 1, 2 or 3"});
   test::check_error([&] { diffuse::unipc_sampler(schedule, 10, {}, {.predict_x0 = false}); },
                     {"predict_x0 = false and a final sigma of 0", "expected predict_x0 = true or final_sigmas_type sigma_min"});
@@ -444,4 +447,24 @@ TEST_CASE("img2img: DPM-Solver++ 1 and Euler started part-way equal DDIM started
   CHECK(test::worst_relative(c, e, 1e-12) <= 1.0);
   test::check_error([&] { diffuse::solver_img2img_noise<diffuse::dpm_solver_sampler, double>(dpm, 10, clean, b, shape, 8); },
                     {"start position 10 is out of range"});
+}
+
+TEST_CASE("solvers: a NaN from the model is a [diffuse.numeric] error naming the step") {
+  const auto schedule = diffuse::noise_schedule::linear(1000);
+  const diffuse::sample_shape shape{.batch = 2, .channels = 1, .spatial = 4};
+  const auto nan_model = [](std::span<const double> x, double, std::span<double> out) {
+    for (std::size_t i = 0; i < x.size(); ++i) out[i] = i == 5 ? std::nan("") : 0.1 * x[i];
+  };
+  std::vector<double> x(shape.numel(), 0.5);
+  const auto expect = [&](const auto& solver) {
+    test::check_error([&] { diffuse::solve(solver, nan_model, std::span<double>(x), shape); },
+                      {"[diffuse.numeric]", "NaN in the model output at step 0", "batch item 1, element 1"});
+  };
+  expect(diffuse::dpm_solver_sampler(schedule, 5));
+  expect(diffuse::dpm_solver_sampler(schedule, 5, {}, {.threshold = diffuse::dynamic_threshold{0.9, 2.0}}));
+  expect(diffuse::unipc_sampler(schedule, 5));
+  expect(diffuse::unipc_sampler(schedule, 5, {}, {.threshold = diffuse::dynamic_threshold{0.9, 2.0}}));
+  expect(diffuse::euler_sampler(schedule, 5));
+  expect(diffuse::euler_ancestral_sampler(schedule, 5));
+  expect(diffuse::heun_sampler(schedule, 5));
 }

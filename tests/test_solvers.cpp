@@ -146,6 +146,8 @@ replay_result replay_case(const json& c) {
     u.predict_x0 = o.value("predict_x0", true);
     u.lower_order_final = o.value("lower_order_final", true);
     u.disable_corrector = o.value("disable_corrector", std::vector<int>{});
+    if (o.value("thresholding", false))
+      u.threshold = diffuse::dynamic_threshold{o.value("dynamic_thresholding_ratio", 0.995), o.value("sample_max_value", 1.0)};
     return replay<Scalar>(diffuse::unipc_sampler(schedule, n, sigma_options_of(o), u), c);
   }
   if (family == "heun") {
@@ -234,8 +236,8 @@ TEST_CASE("solver_from_config: unknown classes and unsupported values are errors
                      "DPMSolverMultistepScheduler, UniPCMultistepScheduler, EulerDiscreteScheduler"});
   test::check_error([] { (void)diffuse::solver_from_config(R"({"beta_schedule": "linear"})", 10); }, {"_class_name \"\" is not a solver"});
   test::check_error([] { (void)diffuse::solver_from_config(R"({"_class_name": "DDIMScheduler"})", 10); }, {"ddim_sampler"});
-  test::check_error([] { (void)diffuse::solver_from_config(R"({"_class_name": "UniPCMultistepScheduler", "thresholding": true})", 10); },
-                    {"thresholding = true is not supported"});
+  test::check_error([] { (void)diffuse::solver_from_config(R"({"_class_name": "UniPCMultistepScheduler", "use_flow_sigmas": true})", 10); },
+                    {"use_flow_sigmas = true is not supported"});
   test::check_error([] { (void)diffuse::solver_from_config(R"({"_class_name": "DPMSolverMultistepScheduler", "algorithm_type": "dpmsolver"})", 10); },
                     {"algorithm_type \"dpmsolver\" (deprecated in diffusers) is not supported"});
   test::check_error([] { (void)diffuse::solver_from_config(R"({"_class_name": "DPMSolverMultistepScheduler", "solver_order": 4})", 10); },

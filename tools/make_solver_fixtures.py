@@ -238,6 +238,9 @@ UNIPC = [
     ("unipc2_karras", dict(solver_order=2, use_karras_sigmas=True, schedule="scaled_linear"), SHORT),
     ("unipc2_leading", dict(solver_order=2, timestep_spacing="leading", steps_offset=1), SHORT),
     ("unipc2_trailing", dict(solver_order=2, timestep_spacing="trailing"), SHORT),
+    ("unipc2_threshold", dict(solver_order=2, thresholding=True, dynamic_thresholding_ratio=0.9, sample_max_value=3.0), SHORT),
+    ("unipc3_threshold_v", dict(solver_order=3, thresholding=True, dynamic_thresholding_ratio=0.8, sample_max_value=2.0,
+                                prediction_type="v_prediction"), SHORT),
     ("unipc2_zero_snr_v", dict(solver_order=2, rescale_betas_zero_snr=True, prediction_type="v_prediction",
                                timestep_spacing="trailing"), SHORT),
 ]

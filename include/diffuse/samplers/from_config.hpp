@@ -47,9 +47,10 @@ inline constexpr const char* supported_solver_classes =
 /// class that changes the maths: prediction_type, timestep_spacing (the class default linspace when
 /// absent), steps_offset, use_karras_sigmas / use_exponential_sigmas / use_lu_lambdas / use_beta_sigmas,
 /// final_sigmas_type, and per class solver_order, algorithm_type, solver_type, lower_order_final,
-/// euler_at_final, lambda_min_clipped, thresholding, dynamic_thresholding_ratio, sample_max_value (DPM-Solver), predict_x0, disable_corrector (UniPC), sigma_min,
+/// euler_at_final, lambda_min_clipped (DPM-Solver), thresholding, dynamic_thresholding_ratio,
+/// sample_max_value (both), predict_x0, disable_corrector (UniPC), sigma_min,
 /// sigma_max, interpolation_type, timestep_type (Euler), clip_sample, clip_sample_range (Heun). Keys with
-/// values diffuse does not implement (UniPC's thresholding, flow sigmas, learned variances, the deprecated
+/// values diffuse does not implement (flow sigmas, learned variances, the deprecated
 /// dpmsolver algorithms, log_linear interpolation, continuous timesteps) are errors;
 /// rescale_betas_zero_snr rescales the schedule, whose σ table then ends at ᾱ = 2^−24 as diffusers'
 /// (training_sigmas); keys that only concern other classes are ignored.
@@ -117,7 +118,6 @@ inline any_solver solver_from_config(const std::string& text, int steps, const s
     else if (fin == "sigma_min") so.final_type = final_sigma::sigma_min;
     else bad(detail::cat("final_sigmas_type \"", fin, "\" is unknown; expected zero or sigma_min"));
   }
-  if (unipc) refuse_if(flag("thresholding", false), "UniPC's thresholding = true");
   if (dpm || unipc) {
     refuse_if(flag("use_flow_sigmas", false), "use_flow_sigmas = true");
     refuse_if(flag("use_dynamic_shifting", false), "use_dynamic_shifting = true");
@@ -154,6 +154,8 @@ inline any_solver solver_from_config(const std::string& text, int steps, const s
     else if (st == "bh2" || st == "midpoint" || st == "heun" || st == "logrho") o.variant = unipc_variant::bh2;  // diffusers' mapping
     else bad(detail::cat("solver_type \"", st, "\" is unknown; expected bh1 or bh2"));
     o.predict_x0 = flag("predict_x0", true);
+    if (flag("thresholding", false))
+      o.threshold = dynamic_threshold{number("dynamic_thresholding_ratio", 0.995), number("sample_max_value", 1.0)};
     o.lower_order_final = flag("lower_order_final", true);
     if (has("disable_corrector")) {
       if (!j["disable_corrector"].is_array()) bad("\"disable_corrector\" is not a list; expected a list of step indices");

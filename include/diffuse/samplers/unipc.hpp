@@ -21,6 +21,7 @@
 
 #include <array>
 #include <cmath>
+#include <optional>
 #include <cstdint>
 #include <span>
 #include <type_traits>
@@ -50,6 +51,8 @@ struct unipc_options {
   prediction_type prediction = prediction_type::epsilon;  ///< epsilon, sample or v_prediction
   bool predict_x0 = true;                                 ///< solve in x̂0 (data) form; false: in ε form
   bool lower_order_final = true;                          ///< order min(order, N − k) at position k
+  /// thresholding: dynamic thresholding of x̂0 per item (data form only, as diffusers); two passes per item.
+  std::optional<dynamic_threshold> threshold = std::nullopt;
   std::vector<int> disable_corrector = {};                ///< positions k whose prediction is not corrected at k + 1
   bool check_finite = true;                               ///< a [diffuse.numeric] error on NaN or Inf
   bool vectorize = true;                                  ///< false: the scalar reference loop (same bits)
@@ -107,6 +110,12 @@ class unipc_sampler {
       detail::fail(error_kind::sampler, "UniPC order = ", options_.order, "; expected solver_order 1, 2 or 3");
     if (options_.prediction == prediction_type::previous_x)
       detail::fail(error_kind::sampler, "UniPC needs a model that predicts epsilon, sample or v_prediction; got previous_x");
+    if (options_.threshold) {
+      x0_processing{.threshold = options_.threshold}.validate();
+      if (!options_.predict_x0)
+        detail::fail(error_kind::sampler, "UniPC thresholding with predict_x0 = false; expected predict_x0 = true (diffusers thresholds x0 "
+                                          "only in the data form)");
+    }
     const std::size_t n = list_.model_times.size();
     if (n == 0 || list_.sigmas.size() != n + 1)
       detail::fail(error_kind::timesteps, "a sigma list of ", list_.sigmas.size(), " sigmas and ", n, " model times; expected N >= 1 model times and N + 1 sigmas");
@@ -272,10 +281,14 @@ class unipc_sampler {
     Scalar* xn = io.x_next.data();
     Scalar* x0p = io.x0.empty() ? nullptr : io.x0.data();
     const bool check = options_.check_finite;
-    const auto body = [=]<class V>(std::size_t e, detail::finite_probe<V>& probe) {
+    // thresholded: m is the item's converted output already in mt, clamped to [−s, s] and divided by s.
+    const auto make_body = [=](bool thresholded, Scalar bound) {
+    return [=]<class V>(std::size_t e, detail::finite_probe<V>& probe) {
       const V xv = detail::load<V>(x + e), ov = detail::load<V>(out + e);
       V m;
-      switch (conv) {
+      if (thresholded) {
+        m = detail::clamp_like_std(detail::load<V>(mt + e), V(-bound), V(bound)) / V(bound);
+      } else switch (conv) {
         case 1: m = (xv - V(Vs) * ov) / V(A); break;
         case 2: m = V(A) * xv - V(Vs) * ov; break;
         case 3: m = (xv - V(A) * ov) / V(Vs); break;
@@ -304,7 +317,38 @@ class unipc_sampler {
       }
       detail::store(xn + e, next);
     };
-    const int mask = detail::run_elementwise<Scalar>(shape.numel(), options_.vectorize, body);
+    };
+    int mask = 0;
+    if (!options_.threshold) {
+      mask = detail::run_elementwise<Scalar>(shape.numel(), options_.vectorize, make_body(false, Scalar(1)));
+    } else {
+      const std::size_t per_item = shape.channels * shape.spatial;
+      const auto convert_only = [=]<class V>(std::size_t e, detail::finite_probe<V>& probe) {
+        const V xv = detail::load<V>(x + e), ov = detail::load<V>(out + e);
+        V m;
+        switch (conv) {
+          case 1: m = (xv - V(Vs) * ov) / V(A); break;
+          case 2: m = V(A) * xv - V(Vs) * ov; break;
+          case 3: m = (xv - V(A) * ov) / V(Vs); break;
+          case 4: m = V(A) * ov + V(Vs) * xv; break;
+          default: m = ov; break;
+        }
+        if (check) {
+          probe.model += ov - ov;
+          probe.state += xv - xv;
+        }
+        detail::store(mt + e, m);
+      };
+      const std::size_t first_bad = detail::for_each_item(shape.batch, per_item, [&](std::size_t i) -> int {
+        const std::size_t lo = i * per_item, hi = lo + per_item;
+        // Pass 1 stores the converted outputs in mt; pass 2 thresholds them and updates.
+        const int m1mask = detail::run_range<Scalar>(lo, hi, options_.vectorize, convert_only);
+        if (m1mask != 0) return m1mask;
+        const Scalar bound = detail::threshold_bound<Scalar>(std::span<const Scalar>(mt + lo, per_item), *options_.threshold);
+        return detail::run_range<Scalar>(lo, hi, options_.vectorize, make_body(true, bound));
+      });
+      mask = first_bad < shape.batch ? 1 : 0;
+    }
     if (mask != 0)
       detail::fail_non_finite<Scalar>(k, timesteps_[static_cast<std::size_t>(k)], io.model_output, 1, io.x, std::span<const Scalar>(io.x_next), shape);
     state.advance(k);

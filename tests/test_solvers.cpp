@@ -44,6 +44,7 @@ diffuse::sigma_options sigma_options_of(const json& o) {
                                           o.value("use_lu_lambdas", false));
   s.final_type = o.value("final_sigmas_type", "zero") == std::string("sigma_min") ? diffuse::final_sigma::sigma_min : diffuse::final_sigma::zero;
   if (o.contains("lambda_min_clipped")) s.lambda_min_clipped = o["lambda_min_clipped"].get<double>();
+  if (o.value("interpolation_type", "linear") == std::string("log_linear")) s.interpolation = diffuse::sigma_interpolation::log_linear;
   return s;
 }
 
@@ -81,7 +82,8 @@ replay_result replay(const Sampler& solver, const json& c) {
   const auto& traj = c["trajectory"];
   REQUIRE(solver.num_steps() == static_cast<int>(traj.size()));
   const auto sig = c["sigmas"].get<std::vector<double>>();
-  for (int k = 0; k < static_cast<int>(sig.size()); ++k) r.times = std::max(r.times, std::abs(solver.sigma(k) - sig[static_cast<std::size_t>(k)]) / (sig[0] + 1e-300));
+  // (diffusers' Euler log_linear list carries one unused σ after the end.)
+  for (int k = 0; k < std::min(static_cast<int>(sig.size()), solver.num_steps() + 1); ++k) r.times = std::max(r.times, std::abs(solver.sigma(k) - sig[static_cast<std::size_t>(k)]) / (sig[0] + 1e-300));
   r.times = std::max(r.times, std::abs(solver.initial_scale() - c["init_noise_sigma"].get<double>()) / c["init_noise_sigma"].get<double>());
   const diffuse::sample_shape shape{.batch = 2, .channels = 1, .spatial = 3};
   const auto z = c["initial_noise"].get<std::vector<double>>();
@@ -111,6 +113,14 @@ replay_result replay(const Sampler& solver, const json& c) {
   return r;
 }
 
+/// diffusers builds Euler's log_linear sigmas (torch.linspace) and continuous times (torch.Tensor) in
+/// torch's default dtype, float32, even where every dtype literal says float64: those cases can match the
+/// float64 variant only to float32 rounding, ~1e-7.
+bool float32_lists(const json& c) {
+  const std::string name = c["name"];
+  return name == "euler_log_linear" || name == "euler_continuous_v";
+}
+
 template <class Scalar>
 replay_result replay_case(const json& c) {
   const json& o = c["options"];
@@ -136,6 +146,7 @@ replay_result replay_case(const json& c) {
     e.s_churn = o.value("s_churn", 0.0);
     e.s_tmin = o.value("s_tmin", 0.0);
     e.s_tmax = o.value("s_tmax", HUGE_VAL);
+    e.continuous_timesteps = o.value("timestep_type", "discrete") == std::string("continuous");
     return replay<Scalar>(diffuse::euler_sampler(schedule, n, sigma_options_of(o), e), c);
   }
   if (family == "unipc") {
@@ -163,12 +174,18 @@ replay_result replay_case(const json& c) {
 
 TEST_CASE("DPM-Solver++, UniPC, Euler, Euler ancestral and Heun match diffusers' float64 trajectories to 1e-12") {
   const auto fx = test::fixture("solvers/solvers_float64.json");
-  double worst = 0, worst_times = 0;
+  double worst = 0, worst_times = 0, worst_float32_lists = 0;
   std::string worst_name;
   for (const auto& c : fx["cases"]) {
     const std::string name = c["name"].get<std::string>() + " N=" + std::to_string(c["steps"].get<int>());
     CAPTURE(name);
     const auto r = replay_case<double>(c);
+    if (float32_lists(c)) {
+      CHECK(r.trajectory <= 1e-6);
+      CHECK(r.times <= 1e-6);
+      worst_float32_lists = std::max(worst_float32_lists, std::max(r.trajectory, r.times));
+      continue;
+    }
     CHECK(r.trajectory <= 1e-12);
     CHECK(r.times <= 1e-12);
     if (r.trajectory > worst) {
@@ -177,8 +194,8 @@ TEST_CASE("DPM-Solver++, UniPC, Euler, Euler ancestral and Heun match diffusers'
     }
     worst_times = std::max(worst_times, r.times);
   }
-  std::printf("solvers vs diffusers float64 (%zu cases): worst relative error %.3g (%s); sigmas and times %.3g\n", fx["cases"].size(), worst,
-              worst_name.c_str(), worst_times);
+  std::printf("solvers vs diffusers float64 (%zu cases): worst relative error %.3g (%s); sigmas and times %.3g; Euler log_linear "
+              "and continuous-time cases %.3g (bound 1e-6)\n", fx["cases"].size(), worst, worst_name.c_str(), worst_times, worst_float32_lists);
 }
 
 TEST_CASE("the float path follows diffusers' verbatim float32 trajectories to float rounding") {
@@ -223,6 +240,10 @@ TEST_CASE("solver_from_config: a scheduler_config.json of each class gives the s
     CAPTURE(cfg.dump());
     const auto solver = diffuse::solver_from_config(cfg.dump(), c["steps"].get<int>());
     const auto r = std::visit([&](const auto& s) { return replay<double>(s, c); }, solver);
+    if (float32_lists(c)) {
+      CHECK(r.trajectory <= 1e-6);
+      continue;
+    }
     CHECK(r.trajectory <= 1e-12);
     worst = std::max(worst, r.trajectory);
     ++cases;
@@ -245,8 +266,8 @@ TEST_CASE("solver_from_config: unknown classes and unsupported values are errors
   test::check_error(
       [] { (void)diffuse::solver_from_config(R"({"_class_name": "EulerDiscreteScheduler", "use_karras_sigmas": true, "use_exponential_sigmas": true})", 10); },
       {"more than one of use_karras_sigmas"});
-  test::check_error([] { (void)diffuse::solver_from_config(R"({"_class_name": "EulerDiscreteScheduler", "interpolation_type": "log_linear"})", 10); },
-                    {"interpolation_type \"log_linear\" is not supported"});
+  test::check_error([] { (void)diffuse::solver_from_config(R"({"_class_name": "EulerDiscreteScheduler", "interpolation_type": "cubic"})", 10); },
+                    {"interpolation_type \"cubic\" is unknown; expected linear or log_linear"});
   test::check_error([] { (void)diffuse::solver_from_config(R"({"_class_name": "UniPCMultistepScheduler", "solver_order": "two"})", 10); },
                     {"\"solver_order\" is \"two\"; expected a number"});
   test::check_error([] { (void)diffuse::solver_from_config(R"({"_class_name": "HeunDiscreteScheduler", "prediction_type": "flow_prediction"})", 10); },

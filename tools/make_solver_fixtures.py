@@ -214,6 +214,8 @@ EULER = [
     ("euler_exponential", dict(use_exponential_sigmas=True), SHORT),
     ("euler_karras_sigma_min", dict(use_karras_sigmas=True, final_sigmas_type="sigma_min"), SHORT),
     ("euler_churn", dict(s_churn=1.0, s_tmin=0.5, s_tmax=50.0), SHORT),
+    ("euler_log_linear", dict(interpolation_type="log_linear"), SHORT),
+    ("euler_continuous_v", dict(timestep_type="continuous", prediction_type="v_prediction", use_karras_sigmas=True), SHORT),
     ("euler_zero_snr_v", dict(rescale_betas_zero_snr=True, prediction_type="v_prediction", timestep_spacing="trailing"), SHORT),
 ]
 

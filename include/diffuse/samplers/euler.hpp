@@ -41,6 +41,8 @@ struct euler_options {
   double s_tmin = 0.0;         ///< lowest σ that gets churn
   double s_tmax = HUGE_VAL;    ///< highest σ that gets churn
   double s_noise = 1.0;        ///< scale of the churn noise
+  /// timestep_type "continuous" (v-prediction only, as diffusers): the model time is 0.25·log σ_k.
+  bool continuous_timesteps = false;
   bool check_finite = true;    ///< a [diffuse.numeric] error on NaN or Inf
   bool vectorize = true;       ///< false: the scalar reference loop (same bits)
 };
@@ -115,13 +117,22 @@ class euler_sampler : public detail::euler_family {
       : euler_sampler(euler_sigmas(schedule, num_inference_steps, sigmas), options, sigmas.spacing == timestep_spacing::leading) {}
   /// The solver over a given sigma list (e.g. custom_sigmas); `leading` picks diffusers' init_noise_sigma rule.
   euler_sampler(sigma_list list, euler_options options, bool leading = false)
-      : euler_family(std::move(list), leading, options.prediction), options_(options) {
+      : euler_family(continuous(std::move(list), options), leading, options.prediction), options_(options) {
     if (!(options_.s_churn >= 0.0) || !std::isfinite(options_.s_churn) || !(options_.s_noise >= 0.0) || !std::isfinite(options_.s_noise) ||
         std::isnan(options_.s_tmin) || std::isnan(options_.s_tmax))
       detail::fail(error_kind::sampler, "Euler churn options s_churn = ", options_.s_churn, ", s_noise = ", options_.s_noise,
                    "; expected finite s_churn >= 0 and s_noise >= 0, and s_tmin, s_tmax not NaN");
   }
   const euler_options& options() const noexcept { return options_; }
+  /// With continuous_timesteps, the model times 0.25·log σ_k (diffusers' timestep_type = "continuous").
+  static sigma_list continuous(sigma_list list, const euler_options& o) {
+    if (!o.continuous_timesteps) return list;
+    if (o.prediction != prediction_type::v_prediction)
+      detail::fail(error_kind::sampler, "continuous timesteps with ", o.prediction == prediction_type::epsilon ? "epsilon" : "sample",
+                   " prediction; expected v_prediction (diffusers uses timestep_type continuous only with it)");
+    for (std::size_t k = 0; k < list.model_times.size(); ++k) list.model_times[k] = 0.25 * std::log(list.sigmas[k]);
+    return list;
+  }
   /// γ of position k (0 without churn).
   double gamma(int k) const {
     const double s = sigma(k);

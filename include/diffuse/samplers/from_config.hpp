@@ -51,7 +51,7 @@ inline constexpr const char* supported_solver_classes =
 /// sample_max_value (both), predict_x0, disable_corrector (UniPC), sigma_min,
 /// sigma_max, interpolation_type, timestep_type (Euler), clip_sample, clip_sample_range (Heun). Keys with
 /// values diffuse does not implement (flow sigmas, learned variances, the deprecated
-/// dpmsolver algorithms, log_linear interpolation, continuous timesteps) are errors;
+/// dpmsolver algorithms) are errors;
 /// rescale_betas_zero_snr rescales the schedule, whose σ table then ends at ᾱ = 2^−24 as diffusers'
 /// (training_sigmas); keys that only concern other classes are ignored.
 /// \throws diffuse::error (io) for invalid JSON, an unknown or missing `_class_name` (the message lists
@@ -172,9 +172,14 @@ inline any_solver solver_from_config(const std::string& text, int steps, const s
     if (euler) {
       if (has("sigma_min")) so.sigma_min = number("sigma_min", 0);
       if (has("sigma_max")) so.sigma_max = number("sigma_max", 0);
-      refuse_if(text_of("interpolation_type", "linear") != "linear", "interpolation_type \"" + text_of("interpolation_type", "linear") + "\"");
-      refuse_if(text_of("timestep_type", "discrete") != "discrete", "timestep_type \"" + text_of("timestep_type", "discrete") + "\"");
-      return euler_sampler(base.schedule, steps, so, {.prediction = prediction});
+      const std::string interp = text_of("interpolation_type", "linear");
+      if (interp == "log_linear") so.interpolation = sigma_interpolation::log_linear;
+      else if (interp != "linear") bad(detail::cat("interpolation_type \"", interp, "\" is unknown; expected linear or log_linear"));
+      const std::string tt = text_of("timestep_type", "discrete");
+      if (tt != "discrete" && tt != "continuous") bad(detail::cat("timestep_type \"", tt, "\" is unknown; expected discrete or continuous"));
+      // diffusers uses continuous times only with v-prediction, and ignores the key otherwise.
+      const bool continuous = tt == "continuous" && prediction == prediction_type::v_prediction;
+      return euler_sampler(base.schedule, steps, so, {.prediction = prediction, .continuous_timesteps = continuous});
     }
     if (heun) {
       heun_options o;

@@ -39,6 +39,12 @@ enum class final_sigma {
   sigma_min,  ///< σ = σ_0 of the training table (the last step stays at the table's smallest noise)
 };
 
+/// EulerDiscreteScheduler's interpolation_type.
+enum class sigma_interpolation {
+  linear,      ///< σ at a fractional t interpolated linearly between table entries
+  log_linear,  ///< N + 1 sigmas log-uniform from the table's σ_{T−1} to σ_0 (the timesteps keep the spacing's values)
+};
+
 /// Options of the sigma layer, named as diffusers' scheduler_config.json keys.
 struct sigma_options {
   timestep_spacing spacing = timestep_spacing::linspace;  ///< timestep_spacing
@@ -51,6 +57,8 @@ struct sigma_options {
   /// DPM-Solver's lambda_min_clipped: training timesteps whose λ = log √ᾱ − log √(1 − ᾱ) is below it are
   /// cut from the top of the spacing (−∞: none; 5.1 is diffusers' advice for cosine schedules).
   double lambda_min_clipped = -HUGE_VAL;
+  /// Euler's interpolation_type (log_linear ignores final_type: its N + 1 sigmas end at σ_0).
+  sigma_interpolation interpolation = sigma_interpolation::linear;
 };
 
 /// The sigma list of a solver: N model times, N + 1 sigmas (the last is the σ the chain ends at).
@@ -195,6 +203,8 @@ inline sigma_kind sigma_kind_from_flags(bool use_karras_sigmas, bool use_exponen
 /// \throws diffuse::error on invalid options (see sigma_options).
 inline sigma_list dpm_solver_sigmas(const noise_schedule& schedule, int num_inference_steps, const sigma_options& o = {}) {
   const int T = schedule.size(), N = num_inference_steps;
+  if (o.interpolation != sigma_interpolation::linear)
+    detail::fail(error_kind::timesteps, "interpolation_type is an Euler key; expected linear for the DPM-Solver family");
   if (o.sigma_min || o.sigma_max)
     detail::fail(error_kind::timesteps, "sigma_min / sigma_max are not keys of the DPM-Solver family; expected them unset "
                                         "(its Karras and exponential ends come from the training table)");
@@ -292,8 +302,14 @@ inline sigma_list euler_sigmas(const noise_schedule& schedule, int num_inference
     if (t < 0.0 || t > static_cast<double>(T - 1))
       detail::fail(error_kind::timesteps, "the spacing gives timestep ", t, " outside [0, ", T - 1, "]; expected fewer steps or a smaller steps_offset");
   sigma_list out;
-  for (double t : ts) out.sigmas.push_back(detail::np_interp_index(t, table));
   out.model_times = ts;
+  if (o.interpolation == sigma_interpolation::log_linear) {
+    if (o.kind != sigma_kind::timesteps)
+      detail::fail(error_kind::timesteps, "interpolation_type log_linear with Karras or exponential sigmas; expected one of them");
+    out.sigmas = detail::exponential(table.front(), table.back(), N + 1);
+    return out;
+  }
+  for (double t : ts) out.sigmas.push_back(detail::np_interp_index(t, table));
   if (o.kind == sigma_kind::karras || o.kind == sigma_kind::exponential) {
     const double lo = o.sigma_min.value_or(out.sigmas.back()), hi = o.sigma_max.value_or(out.sigmas.front());
     out.sigmas = o.kind == sigma_kind::karras ? detail::karras(lo, hi, N, o.rho) : detail::exponential(lo, hi, N);

@@ -130,8 +130,11 @@ replay_result replay_case(const json& c) {
   if (family == "dpm") {
     diffuse::dpm_solver_options d;
     d.order = o.value("solver_order", 2);
-    d.algorithm = o.value("algorithm_type", "dpmsolver++") == std::string("sde-dpmsolver++") ? diffuse::dpm_algorithm::sde_dpmsolver_pp
-                                                                                            : diffuse::dpm_algorithm::dpmsolver_pp;
+    const std::string algo = o.value("algorithm_type", "dpmsolver++");
+    d.algorithm = algo == "sde-dpmsolver++" ? diffuse::dpm_algorithm::sde_dpmsolver_pp
+                  : algo == "dpmsolver"     ? diffuse::dpm_algorithm::dpmsolver
+                  : algo == "sde-dpmsolver" ? diffuse::dpm_algorithm::sde_dpmsolver
+                                            : diffuse::dpm_algorithm::dpmsolver_pp;
     d.solver_type = o.value("solver_type", "midpoint") == std::string("heun") ? diffuse::dpm_solver_type::heun : diffuse::dpm_solver_type::midpoint;
     d.prediction = prediction_of(o);
     d.lower_order_final = o.value("lower_order_final", true);
@@ -265,7 +268,12 @@ TEST_CASE("solver_from_config: unknown classes and unsupported values are errors
   test::check_error([] { (void)diffuse::solver_from_config(R"({"_class_name": "UniPCMultistepScheduler", "use_flow_sigmas": true})", 10); },
                     {"use_flow_sigmas = true is not supported"});
   test::check_error([] { (void)diffuse::solver_from_config(R"({"_class_name": "DPMSolverMultistepScheduler", "algorithm_type": "dpmsolver"})", 10); },
-                    {"algorithm_type \"dpmsolver\" (deprecated in diffusers) is not supported"});
+                    {"algorithm dpmsolver with a final sigma of 0", "expected final_sigmas_type sigma_min"});
+  test::check_error([] { (void)diffuse::solver_from_config(R"({"_class_name": "DPMSolverMultistepScheduler", "algorithm_type": "sde-dpmsolver",
+                                                              "final_sigmas_type": "sigma_min", "solver_order": 3})", 10); },
+                    {"sde-dpmsolver with order 3"});
+  test::check_error([] { (void)diffuse::solver_from_config(R"({"_class_name": "DPMSolverMultistepScheduler", "algorithm_type": "dpm"})", 10); },
+                    {"algorithm_type \"dpm\" is unknown"});
   test::check_error([] { (void)diffuse::solver_from_config(R"({"_class_name": "DPMSolverMultistepScheduler", "solver_order": 4})", 10); },
                     {"order = 4", "expected solver_order 1, 2 or 3"});
   test::check_error(

@@ -20,6 +20,11 @@
 ///                           + α_t((1 − e^{−2h} − 2h)/(2h)² − ½)·D2        (order 3)
 ///                           + σ_VP,t·√(1 − e^{−2h})·z
 ///
+/// The deprecated noise-form algorithms keep ε̂ in the history (m_j = ε̂) and use, with e^h − 1:
+///     dpmsolver:     x' = (α_t/α_s0)·x − σ_VP,t(e^h − 1)·D0 − ½σ_VP,t(e^h − 1)·D1 (midpoint)
+///                         − σ_VP,t((e^h − 1)/h − 1)·D1 (heun, order 3) − σ_VP,t((e^h − 1 − h)/h² − ½)·D2
+///     sde-dpmsolver: twice the D terms, + σ_VP,t·√(e^{2h} − 1)·z (orders 1–2)
+///
 /// A final σ of 0 is λ = +∞, h = +∞: diffusers gets x' = x̂0 through IEEE infinities. Here that step is
 /// the limit written out (x' = m0, no noise), so no result depends on how Inf is handled (-ffast-math).
 /// The order used at step k is diffusers': 1 on a chain's first step, 2 on its second, never above
@@ -48,6 +53,8 @@ DIFFUSE_BEGIN_NAMESPACE
 enum class dpm_algorithm {
   dpmsolver_pp,      ///< "dpmsolver++": the deterministic (probability-flow ODE) solver on x̂0
   sde_dpmsolver_pp,  ///< "sde-dpmsolver++": the SDE variant, fresh noise every step
+  dpmsolver,         ///< "dpmsolver" (deprecated in diffusers): the ODE solver on ε̂; needs a final σ > 0
+  sde_dpmsolver,     ///< "sde-dpmsolver" (deprecated): its SDE variant, orders 1–2; needs a final σ > 0
 };
 
 /// diffusers' solver_type: how the second-order term is formed (order 2 only; order 3 has one form).
@@ -111,6 +118,16 @@ class dpm_solver_sampler {
     if (options_.prediction == prediction_type::previous_x)
       detail::fail(error_kind::sampler, "DPM-Solver++ needs a model that predicts epsilon, sample or v_prediction; got previous_x");
     if (options_.threshold) x0_processing{.threshold = options_.threshold}.validate();
+    if (!data_form()) {
+      const char* name = options_.algorithm == dpm_algorithm::dpmsolver ? "dpmsolver" : "sde-dpmsolver";
+      if (!list_.sigmas.empty() && list_.sigmas.back() == 0.0)
+        detail::fail(error_kind::sampler, "algorithm ", name, " with a final sigma of 0: the noise form has no limit there (diffusers "
+                                          "refuses it too); expected final_sigmas_type sigma_min, or dpmsolver++");
+      if (options_.algorithm == dpm_algorithm::sde_dpmsolver && options_.order == 3)
+        detail::fail(error_kind::sampler, "sde-dpmsolver with order 3: diffusers has no third-order update for it; expected order 1 or 2");
+      if (options_.threshold)
+        detail::fail(error_kind::sampler, "thresholding with algorithm ", name, " is not supported; expected dpmsolver++ or sde-dpmsolver++");
+    }
     const std::size_t n = list_.model_times.size();
     if (n == 0 || list_.sigmas.size() != n + 1)
       detail::fail(error_kind::timesteps, "a sigma list of ", list_.sigmas.size(), " sigmas and ", n, " model times; expected N >= 1 model times and N + 1 sigmas");
@@ -157,9 +174,14 @@ class dpm_solver_sampler {
   std::uint64_t id() const noexcept { return id_; }
   /// History buffers a state needs: the order (0 for order 1).
   std::size_t history_slots() const noexcept { return options_.order == 1 ? 0 : static_cast<std::size_t>(options_.order); }
-  /// Whether the step at k draws noise (the SDE variant, except into σ = 0).
+  /// Whether the step at k draws noise (the SDE variants, except into σ = 0).
   bool adds_noise(int k) const {
-    return options_.algorithm == dpm_algorithm::sde_dpmsolver_pp && sigma(k + 1) > 0.0 && !detail::repeats_last(sigma(k), sigma(k + 1));
+    const bool sde = options_.algorithm == dpm_algorithm::sde_dpmsolver_pp || options_.algorithm == dpm_algorithm::sde_dpmsolver;
+    return sde && sigma(k + 1) > 0.0 && !detail::repeats_last(sigma(k), sigma(k + 1));
+  }
+  /// Whether the history holds x̂0 (dpmsolver++, sde-dpmsolver++) rather than ε̂ (the deprecated pair).
+  bool data_form() const noexcept {
+    return options_.algorithm == dpm_algorithm::dpmsolver_pp || options_.algorithm == dpm_algorithm::sde_dpmsolver_pp;
   }
 
   /// A state for this solver and shape (allocated here, once).
@@ -225,6 +247,28 @@ class dpm_solver_sampler {
     }
     const double at = alpha(st), vt = st * at;
     const double h = lambda(st) - lambda(s0);
+    if (!data_form()) {  // the ε̂ form: x' = (α_t/α_s0)·x − σ_VP,t(e^h − 1)·D0 − …
+      const bool sde_eps = options_.algorithm == dpm_algorithm::sde_dpmsolver;
+      const double ep = std::expm1(h);  // e^h − 1
+      const double f = sde_eps ? 2.0 : 1.0;
+      c.a = at / a0;
+      c.c0 = -f * vt * ep;
+      if (sde_eps) c.noise = vt * std::sqrt(std::expm1(2.0 * h));
+      if (order >= 2) {
+        const double r0 = (lambda(s0) - lambda(sigma(k - 1))) / h;
+        c.inv_r0 = 1.0 / r0;
+        const bool heun_form = order == 3 || options_.solver_type == dpm_solver_type::heun;
+        c.c1 = heun_form ? -f * vt * (ep / h - 1.0) : -0.5 * f * vt * ep;
+        if (order == 3) {
+          const double r1 = (lambda(sigma(k - 1)) - lambda(sigma(k - 2))) / h;
+          c.inv_r1 = 1.0 / r1;
+          c.q = r0 / (r0 + r1);
+          c.inv_r01 = 1.0 / (r0 + r1);
+          c.c2 = -vt * ((ep - h) / (h * h) - 0.5);
+        }
+      }
+      return c;
+    }
     const bool sde = options_.algorithm == dpm_algorithm::sde_dpmsolver_pp;
     const double em = std::expm1(-h);        // e^{−h} − 1
     const double e2 = -std::expm1(-2.0 * h);  // 1 − e^{−2h}
@@ -283,7 +327,21 @@ class dpm_solver_sampler {
     const auto q = static_cast<Scalar>(c.q), ir01 = static_cast<Scalar>(c.inv_r01);
     const auto ae = static_cast<Scalar>(c.alpha_s), ve = static_cast<Scalar>(c.sigma_vp_s);
     const bool check = options_.check_finite;
-    const bool eps = options_.prediction == prediction_type::epsilon;
+    // The conversion of the model output into what the history holds, as diffusers' convert_model_output:
+    // data form 1: (x − σ_VP·ε̂)/α, 2: x0_from_x·x + x0_from_out·out (v, or x0 itself); noise form 3: ε̂
+    // itself, 4: (x − α·x̂0)/σ_VP from x0, 5: α·v̂ + σ_VP·x from v.
+    const prediction_type pt = options_.prediction;
+    const int conv = data_form() ? (pt == prediction_type::epsilon ? 1 : 2)
+                                 : (pt == prediction_type::epsilon ? 3 : pt == prediction_type::sample ? 4 : 5);
+    const auto convert = [=]<class V>(const V& xv, const V& ov) -> V {
+      switch (conv) {
+        case 1: return (xv - V(ve) * ov) / V(ae);
+        case 3: return ov;
+        case 4: return (xv - V(ae) * ov) / V(ve);
+        case 5: return V(ae) * ov + V(ve) * xv;
+        default: return V(px) * xv + V(po) * ov;
+      }
+    };
     struct pointers {
       const Scalar *x, *out, *z, *m1, *m2;
       Scalar *m0, *xn, *x0;
@@ -310,7 +368,7 @@ class dpm_solver_sampler {
         if constexpr (thresholded) {
           m0 = detail::clamp_like_std(detail::load<V>(p.m0 + j), V(-bound), V(bound)) / V(bound);
         } else {
-          m0 = eps ? (xv - V(ve) * ov) / V(ae) : V(px) * xv + V(po) * ov;
+          m0 = convert(xv, ov);
         }
         if (p.m0) detail::store(p.m0 + j, m0);
         if (p.x0) detail::store(p.x0 + j, m0);
@@ -352,7 +410,7 @@ class dpm_solver_sampler {
             probe.model += ov - ov;
             probe.state += xv - xv;
           }
-          detail::store(m0 + j, eps ? (xv - V(ve) * ov) / V(ae) : V(px) * xv + V(po) * ov);
+          detail::store(m0 + j, convert(xv, ov));
         });
         if (mask != 0) return mask;
         const Scalar bound = detail::threshold_bound<Scalar>(std::span<const Scalar>(m0, per_item), *options_.threshold);

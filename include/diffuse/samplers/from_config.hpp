@@ -50,8 +50,7 @@ inline constexpr const char* supported_solver_classes =
 /// euler_at_final, lambda_min_clipped (DPM-Solver), thresholding, dynamic_thresholding_ratio,
 /// sample_max_value (both), predict_x0, disable_corrector (UniPC), sigma_min,
 /// sigma_max, interpolation_type, timestep_type (Euler), clip_sample, clip_sample_range (Heun). Keys with
-/// values diffuse does not implement (flow sigmas, learned variances, the deprecated
-/// dpmsolver algorithms) are errors;
+/// values diffuse does not implement (flow sigmas, learned variances) are errors;
 /// rescale_betas_zero_snr rescales the schedule, whose σ table then ends at ᾱ = 2^−24 as diffusers'
 /// (training_sigmas); keys that only concern other classes are ignored.
 /// \throws diffuse::error (io) for invalid JSON, an unknown or missing `_class_name` (the message lists
@@ -130,9 +129,9 @@ inline any_solver solver_from_config(const std::string& text, int steps, const s
     const std::string algo = text_of("algorithm_type", "dpmsolver++");
     if (algo == "dpmsolver++" || algo == "deis") o.algorithm = dpm_algorithm::dpmsolver_pp;  // diffusers maps deis to dpmsolver++
     else if (algo == "sde-dpmsolver++") o.algorithm = dpm_algorithm::sde_dpmsolver_pp;
-    else if (algo == "dpmsolver" || algo == "sde-dpmsolver")
-      bad(detail::cat("algorithm_type \"", algo, "\" (deprecated in diffusers) is not supported; expected dpmsolver++ or sde-dpmsolver++"));
-    else bad(detail::cat("algorithm_type \"", algo, "\" is unknown; expected dpmsolver++ or sde-dpmsolver++"));
+    else if (algo == "dpmsolver") o.algorithm = dpm_algorithm::dpmsolver;
+    else if (algo == "sde-dpmsolver") o.algorithm = dpm_algorithm::sde_dpmsolver;
+    else bad(detail::cat("algorithm_type \"", algo, "\" is unknown; expected dpmsolver++, sde-dpmsolver++, dpmsolver or sde-dpmsolver"));
     const std::string st = text_of("solver_type", "midpoint");
     if (st == "heun") o.solver_type = dpm_solver_type::heun;
     else if (st == "midpoint" || st == "logrho" || st == "bh1" || st == "bh2") o.solver_type = dpm_solver_type::midpoint;  // diffusers' mapping

@@ -1,0 +1,207 @@
+#pragma once
+/// \file
+/// solver_from_config(): a diffusers scheduler_config.json whose `_class_name` is one of the solver
+/// classes, and a step count, turned into a ready solver (a std::variant of the samplers/ solvers).
+///
+/// Example:
+/// \code
+/// auto solver = diffuse::load_solver("model/scheduler/scheduler_config.json", 20);
+/// auto model = [&](std::span<const float> x, double t, std::span<float> out) { net(x, t, out); };
+/// std::visit([&](const auto& s) { diffuse::solve(s, model, std::span<float>(x), shape); }, solver);
+/// \endcode
+/// A model driven through the variant must take `double t` (the Euler family's times are fractional).
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "diffuse/detail/json.hpp"
+#include "diffuse/error.hpp"
+#include "diffuse/io/scheduler_config.hpp"
+#include "diffuse/samplers/dpm_solver.hpp"
+#include "diffuse/samplers/euler.hpp"
+#include "diffuse/samplers/heun.hpp"
+#include "diffuse/samplers/sigmas.hpp"
+#include "diffuse/samplers/unipc.hpp"
+
+namespace diffuse {
+DIFFUSE_BEGIN_NAMESPACE
+
+/// Any solver a scheduler_config.json can name.
+using any_solver = std::variant<dpm_solver_sampler, unipc_sampler, euler_sampler, euler_ancestral_sampler, heun_sampler>;
+
+/// The diffusers classes solver_from_config() accepts, as its error message lists them.
+inline constexpr const char* supported_solver_classes =
+    "DPMSolverMultistepScheduler, UniPCMultistepScheduler, EulerDiscreteScheduler, EulerAncestralDiscreteScheduler, "
+    "HeunDiscreteScheduler";
+
+/// The solver a scheduler_config.json describes, for `steps` inference steps.
+///
+/// `_class_name` picks the solver; the training schedule (beta_schedule, beta_start, beta_end,
+/// num_train_timesteps, trained_betas) is read as scheduler_config reads it, and then every key of that
+/// class that changes the maths: prediction_type, timestep_spacing (the class default linspace when
+/// absent), steps_offset, use_karras_sigmas / use_exponential_sigmas / use_lu_lambdas / use_beta_sigmas,
+/// final_sigmas_type, and per class solver_order, algorithm_type, solver_type, lower_order_final,
+/// euler_at_final, lambda_min_clipped (DPM-Solver), thresholding, dynamic_thresholding_ratio,
+/// sample_max_value (both), predict_x0, disable_corrector (UniPC), sigma_min,
+/// sigma_max, interpolation_type, timestep_type (Euler), clip_sample, clip_sample_range (Heun). Keys with
+/// values diffuse does not implement (flow sigmas, learned variances) are errors;
+/// rescale_betas_zero_snr rescales the schedule, whose σ table then ends at ᾱ = 2^−24 as diffusers'
+/// (training_sigmas); keys that only concern other classes are ignored.
+/// \throws diffuse::error (io) for invalid JSON, an unknown or missing `_class_name` (the message lists
+///         the supported ones) or an unsupported value, and the solvers' own errors for invalid options.
+inline any_solver solver_from_config(const std::string& text, int steps, const std::string& origin = "scheduler_config.json") {
+  using nlohmann::json;
+  auto bad = [&](const std::string& s) { detail::fail(error_kind::io, origin, ": ", s); };
+  const json j = detail::parse_config_json(text, "scheduler options", bad);
+  if (!j.is_object()) bad("expected a JSON object of scheduler options");
+  const auto has = [&](const char* key) { return j.contains(key) && !j[key].is_null(); };
+  const auto text_of = [&](const char* key, const char* fallback) -> std::string {
+    if (!has(key)) return fallback;
+    if (!j[key].is_string()) bad(detail::cat("\"", key, "\" is ", j[key].dump(), "; expected a string"));
+    return j[key].get<std::string>();
+  };
+  const auto flag = [&](const char* key, bool fallback) {
+    if (!has(key)) return fallback;
+    if (!j[key].is_boolean()) bad(detail::cat("\"", key, "\" is ", j[key].dump(), "; expected true or false"));
+    return j[key].get<bool>();
+  };
+  const auto number = [&](const char* key, double fallback) {
+    if (!has(key)) return fallback;
+    if (!j[key].is_number()) bad(detail::cat("\"", key, "\" is ", j[key].dump(), "; expected a number"));
+    return j[key].get<double>();
+  };
+  const auto integer = [&](const char* key, int fallback) {
+    const double v = number(key, fallback);
+    if (v != std::floor(v) || std::abs(v) > 1e6) bad(detail::cat("\"", key, "\" is ", v, "; expected an integer"));
+    return static_cast<int>(v);
+  };
+  const auto refuse_if = [&](bool condition, const std::string& what) {
+    if (condition) bad(what + " is not supported by diffuse's solvers yet; expected the default");
+  };
+
+  const std::string cls = text_of("_class_name", "");
+  const bool dpm = cls == "DPMSolverMultistepScheduler", unipc = cls == "UniPCMultistepScheduler";
+  const bool euler = cls == "EulerDiscreteScheduler", ancestral = cls == "EulerAncestralDiscreteScheduler";
+  const bool heun = cls == "HeunDiscreteScheduler";
+  if (!(dpm || unipc || euler || ancestral || heun))
+    bad(detail::cat("_class_name \"", cls, "\" is not a solver diffuse implements; expected one of ", supported_solver_classes,
+                    " (DDPMScheduler and DDIMScheduler configs go through scheduler_config with ddpm_sampler / ddim_sampler)"));
+
+  // The training schedule, read exactly as scheduler_config reads it; the class's own defaults below.
+  const std::string pred = text_of("prediction_type", "epsilon");
+  if (pred == "flow_prediction") bad("prediction_type \"flow_prediction\" is not supported yet; expected epsilon, sample or v_prediction");
+  const scheduler_config base = scheduler_config::from_json(text, origin);
+  if (heun && flag("rescale_betas_zero_snr", false)) bad("rescale_betas_zero_snr is not a key of HeunDiscreteScheduler; expected it absent");
+  const prediction_type prediction = parse_prediction_type(pred);
+  if (prediction == prediction_type::previous_x) bad("prediction_type \"previous_x\"; expected epsilon, sample or v_prediction");
+
+  sigma_options so;
+  const std::string spacing = text_of("timestep_spacing", "linspace");
+  if (spacing == "linspace") so.spacing = timestep_spacing::linspace;
+  else if (spacing == "leading") so.spacing = timestep_spacing::leading;
+  else if (spacing == "trailing") so.spacing = timestep_spacing::trailing;
+  else bad(detail::cat("timestep_spacing \"", spacing, "\" is unknown; expected linspace, leading or trailing"));
+  // diffusers adds steps_offset to leading lists only and ignores it otherwise.
+  so.steps_offset = so.spacing == timestep_spacing::leading ? integer("steps_offset", 0) : 0;
+  so.kind = sigma_kind_from_flags(flag("use_karras_sigmas", false), flag("use_exponential_sigmas", false),
+                                  dpm && flag("use_lu_lambdas", false), flag("use_beta_sigmas", false));
+  if (!ancestral && !heun) {
+    const std::string fin = text_of("final_sigmas_type", "zero");
+    if (fin == "zero") so.final_type = final_sigma::zero;
+    else if (fin == "sigma_min") so.final_type = final_sigma::sigma_min;
+    else bad(detail::cat("final_sigmas_type \"", fin, "\" is unknown; expected zero or sigma_min"));
+  }
+  if (dpm || unipc) {
+    refuse_if(flag("use_flow_sigmas", false), "use_flow_sigmas = true");
+    refuse_if(flag("use_dynamic_shifting", false), "use_dynamic_shifting = true");
+  }
+
+  if (dpm) {
+    dpm_solver_options o;
+    o.order = integer("solver_order", 2);
+    o.prediction = prediction;
+    const std::string algo = text_of("algorithm_type", "dpmsolver++");
+    if (algo == "dpmsolver++" || algo == "deis") o.algorithm = dpm_algorithm::dpmsolver_pp;  // diffusers maps deis to dpmsolver++
+    else if (algo == "sde-dpmsolver++") o.algorithm = dpm_algorithm::sde_dpmsolver_pp;
+    else if (algo == "dpmsolver") o.algorithm = dpm_algorithm::dpmsolver;
+    else if (algo == "sde-dpmsolver") o.algorithm = dpm_algorithm::sde_dpmsolver;
+    else bad(detail::cat("algorithm_type \"", algo, "\" is unknown; expected dpmsolver++, sde-dpmsolver++, dpmsolver or sde-dpmsolver"));
+    const std::string st = text_of("solver_type", "midpoint");
+    if (st == "heun") o.solver_type = dpm_solver_type::heun;
+    else if (st == "midpoint" || st == "logrho" || st == "bh1" || st == "bh2") o.solver_type = dpm_solver_type::midpoint;  // diffusers' mapping
+    else bad(detail::cat("solver_type \"", st, "\" is unknown; expected midpoint or heun"));
+    o.lower_order_final = flag("lower_order_final", true);
+    o.euler_at_final = flag("euler_at_final", false);
+    if (flag("thresholding", false))
+      o.threshold = dynamic_threshold{number("dynamic_thresholding_ratio", 0.995), number("sample_max_value", 1.0)};
+    if (has("variance_type")) bad("variance_type (a learned variance) is not supported by DPM-Solver++ here; expected null");
+    if (has("lambda_min_clipped")) so.lambda_min_clipped = number("lambda_min_clipped", -HUGE_VAL);
+    return dpm_solver_sampler(base.schedule, steps, so, o);
+  }
+  if (unipc) {
+    unipc_options o;
+    o.order = integer("solver_order", 2);
+    o.prediction = prediction;
+    const std::string st = text_of("solver_type", "bh2");
+    if (st == "bh1") o.variant = unipc_variant::bh1;
+    else if (st == "bh2" || st == "midpoint" || st == "heun" || st == "logrho") o.variant = unipc_variant::bh2;  // diffusers' mapping
+    else bad(detail::cat("solver_type \"", st, "\" is unknown; expected bh1 or bh2"));
+    o.predict_x0 = flag("predict_x0", true);
+    if (flag("thresholding", false))
+      o.threshold = dynamic_threshold{number("dynamic_thresholding_ratio", 0.995), number("sample_max_value", 1.0)};
+    o.lower_order_final = flag("lower_order_final", true);
+    if (has("disable_corrector")) {
+      if (!j["disable_corrector"].is_array()) bad("\"disable_corrector\" is not a list; expected a list of step indices");
+      for (const auto& v : j["disable_corrector"]) {
+        if (!v.is_number_integer()) bad("\"disable_corrector\" holds a non-integer; expected step indices");
+        o.disable_corrector.push_back(v.get<int>());
+      }
+    }
+    refuse_if(has("sigma_min") || has("sigma_max"), "UniPC's sigma_min / sigma_max");
+    refuse_if(has("solver_p"), "solver_p");
+    return unipc_sampler(base.schedule, steps, so, std::move(o));
+  }
+  if (euler || heun || ancestral) {
+    if (euler) {
+      if (has("sigma_min")) so.sigma_min = number("sigma_min", 0);
+      if (has("sigma_max")) so.sigma_max = number("sigma_max", 0);
+      const std::string interp = text_of("interpolation_type", "linear");
+      if (interp == "log_linear") so.interpolation = sigma_interpolation::log_linear;
+      else if (interp != "linear") bad(detail::cat("interpolation_type \"", interp, "\" is unknown; expected linear or log_linear"));
+      const std::string tt = text_of("timestep_type", "discrete");
+      if (tt != "discrete" && tt != "continuous") bad(detail::cat("timestep_type \"", tt, "\" is unknown; expected discrete or continuous"));
+      // diffusers uses continuous times only with v-prediction, and ignores the key otherwise.
+      const bool continuous = tt == "continuous" && prediction == prediction_type::v_prediction;
+      return euler_sampler(base.schedule, steps, so, {.prediction = prediction, .continuous_timesteps = continuous});
+    }
+    if (heun) {
+      heun_options o;
+      o.prediction = prediction;
+      if (flag("clip_sample", false)) o.clip_sample_range = number("clip_sample_range", 1.0);
+      return heun_sampler(base.schedule, steps, so, o);
+    }
+    refuse_if(so.kind != sigma_kind::timesteps, "Karras / exponential sigmas in EulerAncestralDiscreteScheduler (not keys of that class)");
+    return euler_ancestral_sampler(base.schedule, steps, so, {.prediction = prediction});
+  }
+  bad("unreachable");
+  return dpm_solver_sampler(base.schedule, steps);
+}
+
+/// solver_from_config() on a scheduler_config.json file.
+/// \throws diffuse::error (io) when the file cannot be read, and as solver_from_config.
+inline any_solver load_solver(const std::filesystem::path& path, int steps) {
+  std::ifstream in(path);
+  if (!in) detail::fail(error_kind::io, "cannot open ", path.string(), "; expected a readable scheduler_config.json");
+  std::ostringstream s;
+  s << in.rdbuf();
+  return solver_from_config(s.str(), steps, path.string());
+}
+
+DIFFUSE_END_NAMESPACE
+}  // namespace diffuse

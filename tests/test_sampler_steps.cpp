@@ -6,8 +6,8 @@
 #include <map>
 #include <string>
 
-#include "diffuse/ancestral.hpp"
-#include "diffuse/ddim.hpp"
+#include "diffuse/samplers/ancestral.hpp"
+#include "diffuse/samplers/ddim.hpp"
 #include "diffuse/random.hpp"
 #include "diffuse/timesteps.hpp"
 #include "support.hpp"

@@ -12,7 +12,7 @@
 #endif
 
 #include "counting_new.hpp"
-#include "diffuse/ddim.hpp"
+#include "diffuse/samplers/ddim.hpp"
 #include "diffuse/gaussian_mixture.hpp"
 #include "diffuse/img2img.hpp"
 #include "diffuse/sample.hpp"

@@ -15,8 +15,8 @@
 /// diffuse::sample(sampler, my_model, std::span<float>(x), shape, {.seed = 7});
 /// \endcode
 
-#include "diffuse/ancestral.hpp"
-#include "diffuse/ddim.hpp"
+#include "diffuse/samplers/ancestral.hpp"
+#include "diffuse/samplers/ddim.hpp"
 #include "diffuse/error.hpp"
 #include "diffuse/forward.hpp"
 #include "diffuse/guidance.hpp"

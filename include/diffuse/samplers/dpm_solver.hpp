@@ -204,11 +204,20 @@ class dpm_solver_sampler {
 
   /// The per-step coefficients: x' = a·x + c0·D0 + c1·D1 + c2·D2 + noise·z, with D1's and D2's r factors.
   struct step_coefficients {
-    int order = 1;
-    double a = 0, c0 = 0, c1 = 0, c2 = 0, noise = 0;
-    double inv_r0 = 0, inv_r1 = 0, q = 0, inv_r01 = 0;  ///< 1/r0, 1/r1, r0/(r0 + r1), 1/(r0 + r1)
-    double x0_from_x = 0, x0_from_out = 0;              ///< x̂0 = x0_from_x·x + x0_from_out·out
-    double alpha_s = 1, sigma_vp_s = 0;                  ///< α and σ_VP at σ_k (ε: x̂0 = (x − σ_VP·ε̂)/α)
+    int order = 1;        ///< the order this step runs at (1–3)
+    double a = 0;         ///< factor of x
+    double c0 = 0;        ///< factor of D0 = x̂0 of this step
+    double c1 = 0;        ///< factor of D1, the first difference of the history
+    double c2 = 0;        ///< factor of D2, the second difference (order 3)
+    double noise = 0;     ///< factor of the step noise z (SDE variants; 0 otherwise)
+    double inv_r0 = 0;    ///< 1/r0
+    double inv_r1 = 0;    ///< 1/r1
+    double q = 0;         ///< r0/(r0 + r1)
+    double inv_r01 = 0;   ///< 1/(r0 + r1)
+    double x0_from_x = 0;    ///< x̂0 = x0_from_x·x + x0_from_out·out
+    double x0_from_out = 0;  ///< see x0_from_x
+    double alpha_s = 1;      ///< α at σ_k
+    double sigma_vp_s = 0;   ///< σ_VP at σ_k (ε: x̂0 = (x − σ_VP·ε̂)/α)
   };
 
   /// The coefficients of position k at the given order (computed in double).
@@ -306,6 +315,7 @@ class dpm_solver_sampler {
   /// \param k     position, 0 <= k < num_steps(); with a state that has taken steps, the next position
   /// \param io    x (the VP sample at σ_k), the model output there, x_next; noise (a buffer or generated)
   ///              when adds_noise(k); optionally x0
+  /// \param shape the batch layout of the buffers
   /// \param state from make_state<Scalar>(shape), used for this chain only
   /// \throws diffuse::error on buffers that do not match `shape`, a state of another solver or shape or
   ///         out of order, and with check_finite on NaN or Inf.

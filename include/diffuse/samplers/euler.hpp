@@ -52,6 +52,7 @@ namespace detail {
 /// What Euler and Euler ancestral share: the sigma list, the model-time and scaling rules.
 class euler_family {
  public:
+  /// The model time may be fractional (diffusers' Euler family interpolates t from log σ, unrounded).
   static constexpr bool fractional_time = true;
   /// Its steps fill solver_buffers::next_model_input (the next position's scaled input) in their pass.
   static constexpr bool writes_next_input = true;
@@ -123,6 +124,7 @@ class euler_sampler : public detail::euler_family {
       detail::fail(error_kind::sampler, "Euler churn options s_churn = ", options_.s_churn, ", s_noise = ", options_.s_noise,
                    "; expected finite s_churn >= 0 and s_noise >= 0, and s_tmin, s_tmax not NaN");
   }
+  /// The options it was built with.
   const euler_options& options() const noexcept { return options_; }
   /// With continuous_timesteps, the model times 0.25·log σ_k (diffusers' timestep_type = "continuous").
   static sigma_list continuous(sigma_list list, const euler_options& o) {
@@ -213,8 +215,11 @@ class euler_ancestral_sampler : public detail::euler_family {
   euler_ancestral_sampler(const noise_schedule& schedule, int num_inference_steps, const sigma_options& sigmas = {},
                           euler_ancestral_options options = {})
       : euler_ancestral_sampler(euler_sigmas(schedule, num_inference_steps, sigmas), options, sigmas.spacing == timestep_spacing::leading) {}
+  /// The solver over a given sigma list; `leading` = the list was made with leading spacing, which
+  /// changes diffusers' init_noise_sigma to √(σ_max² + 1).
   euler_ancestral_sampler(sigma_list list, euler_ancestral_options options, bool leading = false)
       : euler_family(std::move(list), leading, options.prediction), options_(options) {}
+  /// The options it was built with.
   const euler_ancestral_options& options() const noexcept { return options_; }
   /// Whether the step at k draws noise (every step except into σ = 0).
   bool adds_noise(int k) const { return sigma(k + 1) > 0.0 && !detail::repeats_last(sigma(k), sigma(k + 1)); }

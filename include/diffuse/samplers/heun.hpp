@@ -51,6 +51,7 @@ struct heun_options {
 /// \endcode
 class heun_sampler {
  public:
+  /// The model time may be fractional (diffusers' Heun interpolates t from log σ and does not round).
   static constexpr bool fractional_time = true;
   /// Its steps fill solver_buffers::next_model_input (the next position's scaled input) in their pass.
   static constexpr bool writes_next_input = true;
@@ -100,10 +101,13 @@ class heun_sampler {
   double initial_scale() const noexcept { return initial_scale_; }
   /// Never: Heun is deterministic.
   bool adds_noise(int) const noexcept { return false; }
+  /// The options it was built with.
   const heun_options& options() const noexcept { return options_; }
+  /// This solver's identity, which its states remember.
   std::uint64_t id() const noexcept { return id_; }
   /// Two: the predictor's derivative and its starting sample.
   std::size_t history_slots() const noexcept { return 2; }
+  /// A state for one chain of `shape` (the predictor's derivative and sample), to pass to step().
   template <Real Scalar>
   solver_state<Scalar> make_state(const sample_shape& shape) const {
     return solver_state<Scalar>(id_, 2, shape);

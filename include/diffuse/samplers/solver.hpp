@@ -182,6 +182,11 @@ struct solver_workspace {
 /// \param sampler  a solver of samplers/ (dpm_solver_sampler, euler_sampler, euler_ancestral_sampler)
 /// \param model    `model(std::span<const Scalar> x, t, std::span<Scalar> out)` with t of type int, or
 ///                 double for a solver whose times are fractional
+/// \param x        N·C·spatial elements, the state at options.start_index on entry, the sample on return
+/// \param shape    the batch layout of x
+/// \param options  seed, first_sample, start_index and threads (start_index and seed as for sample())
+/// \param workspace buffers reused across calls: nothing is allocated after the first call with a shape
+/// \param callback called after each step with a solver_event (no_callback for none)
 /// \param guidance hooks that edit the model output (classifier-free guidance); guidance_context gets
 ///                 ᾱ = 1/(σ² + 1) and the model time rounded to an int. Hooks that need a gradient
 ///                 (classifier guidance) are for the DDPM/DDIM samplers.

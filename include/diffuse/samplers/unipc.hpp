@@ -96,6 +96,7 @@ inline std::array<double, 3> solve_small(std::array<std::array<double, 3>, 3> a,
 /// \endcode
 class unipc_sampler {
  public:
+  /// The model time is an integer (diffusers' int64 timesteps).
   static constexpr bool fractional_time = false;
 
   /// The solver of diffusers' set_timesteps(N): the DPM-Solver sigma rules (dpm_solver_sigmas).
@@ -134,27 +135,38 @@ class unipc_sampler {
     }
   }
 
+  /// Number of positions (model evaluations).
   int num_steps() const noexcept { return static_cast<int>(timesteps_.size()); }
+  /// The integer training timestep the model is given at position k.
   int timestep(int k) const {
     detail::check_position(k, num_steps());
     return timesteps_[static_cast<std::size_t>(k)];
   }
+  /// timestep(k) as a double.
   double model_time(int k) const { return static_cast<double>(timestep(k)); }
+  /// σ at position k; sigma(num_steps()) is where the chain ends.
   double sigma(int k) const { return list_.sigmas.at(static_cast<std::size_t>(k)); }
+  /// The sigma list.
   const sigma_list& sigmas() const noexcept { return list_; }
+  /// Always 1: the model sees the VP sample itself.
   double input_scale(int) const noexcept { return 1.0; }
   /// The state at position k is a·x0 + b·ε with {a, b} = {α, σ_VP} of σ_k (diffusers' add_noise).
   std::pair<double, double> noising(int k) const {
     const double s = sigma(k), a = 1.0 / std::sqrt(s * s + 1.0);
     return {a, s * a};
   }
+  /// Always 1: the chain starts from standard normal noise (init_noise_sigma = 1).
   double initial_scale() const noexcept { return 1.0; }
+  /// Always false: UniPC is deterministic.
   bool adds_noise(int) const noexcept { return false; }
+  /// The options it was built with.
   const unipc_options& options() const noexcept { return options_; }
+  /// This solver's identity, which its states remember.
   std::uint64_t id() const noexcept { return id_; }
   /// order + 1 model-output slots (the corrector reads one further back than the predictor) and the
   /// corrected sample of the previous position.
   std::size_t history_slots() const noexcept { return static_cast<std::size_t>(options_.order) + 2; }
+  /// A state for one chain of `shape` (the history of model outputs), to pass to step().
   template <Real Scalar>
   solver_state<Scalar> make_state(const sample_shape& shape) const {
     return solver_state<Scalar>(id_, history_slots(), shape);
@@ -178,7 +190,8 @@ class unipc_sampler {
 
   /// The coefficients of one update: x' = a·x + c0·m0 + Σ_i c_i·(m_i − m0) [+ c_t·(m_t − m0)].
   struct update_coefficients {
-    double a = 0, c0 = 0;
+    double a = 0;                ///< factor of x
+    double c0 = 0;               ///< factor of m0, the converted model output at the start position
     std::array<double, 3> ci{};  ///< of (m_i − m0), i = 1 … order − 1 (history further back)
     double ct = 0;               ///< corrector only: of (m_t − m0), the new model output
     int terms = 0;               ///< how many ci are used
@@ -235,9 +248,12 @@ class unipc_sampler {
   }
 
   /// One UniPC position: corrector (when it applies) then predictor, one fused pass over memory.
+  /// \param k  position, 0 <= k < num_steps(); with a state that has taken steps, the next position
   /// \param io x is the sample the model saw at σ_k (the previous prediction), model_output its output;
   ///           x_next receives the prediction at σ_{k+1}; x0 (optional) the converted model output
   ///           (x̂0, or ε̂ in the noise form)
+  /// \param shape the batch layout of the buffers
+  /// \param state from make_state<Scalar>(shape), used for this chain only
   /// \throws diffuse::error on mismatched buffers, a state of another solver or shape or out of order,
   ///         and with check_finite on NaN or Inf.
   template <Real Scalar>

@@ -1,5 +1,5 @@
-// Digit generation shared by the generate and mpi_generate examples: load the shipped model, run DDPM or
-// DDIM with classifier-free guidance over a range of global sample indices, write a PNG grid and raw
+// Digit generation shared by the generate and mpi_generate examples: load the shipped model, run DDPM,
+// DDIM or one of the solvers (DPM-Solver++, UniPC, Euler, Euler ancestral, Heun) with classifier-free guidance over a range of global sample indices, write a PNG grid and raw
 // samples. Sample i (global index) has class digits[i mod len] and draws the noise stream of index i, so
 // any batch size, thread count, shard or MPI rank split gives the same bits for the same seed.
 #pragma once
@@ -23,6 +23,10 @@
 #include "diffuse/io/safetensors.hpp"
 #include "diffuse/io/scheduler_config.hpp"
 #include "diffuse/nn/unet.hpp"
+#include "diffuse/samplers/dpm_solver.hpp"
+#include "diffuse/samplers/euler.hpp"
+#include "diffuse/samplers/heun.hpp"
+#include "diffuse/samplers/unipc.hpp"
 #include "support/png.hpp"
 
 namespace examples {
@@ -36,6 +40,9 @@ struct generated {
   int steps = 0;
   double seconds = 0;
 };
+
+/// What --sampler accepts.
+inline constexpr const char* sampler_names = "ddim, ddpm, dpm++2m, dpm++3m, sde-dpm++2m, unipc, euler, euler-a or heun";
 
 /// Every command-line setting of generate and mpi_generate.
 struct settings {
@@ -174,6 +181,34 @@ inline generated generate_digits(const settings& s, long first, long last) {
   auto run_all = [&](auto& sampler) {
     for (long b0 = first; b0 < last; b0 += s.batch) run_batch(sampler, b0, std::min(last, b0 + s.batch));
   };
+  // The solvers of samplers/ run through solve() with their own workspace; the UNet takes their times as
+  // they are (fractional for the Euler family). Heun evaluates the model 2N - 1 times for N steps.
+  diffuse::solver_workspace<float> solver_ws;
+  auto solve_batch = [&](auto& solver, long b0, long b1) {
+    const std::size_t n = static_cast<std::size_t>(b1 - b0);
+    std::span<float> x(samples.data() + static_cast<std::size_t>(b0 - first) * per, n * per);
+    const diffuse::sample_shape shape{n, static_cast<std::size_t>(C), static_cast<std::size_t>(h) * w};
+    const diffuse::sample_options opts{.seed = s.seed, .first_sample = static_cast<std::uint64_t>(b0)};
+    diffuse::fill_initial_noise<float>(x, shape, s.seed, static_cast<std::uint64_t>(b0));
+    std::vector<int> cond(labels.begin() + (b0 - first), labels.begin() + (b1 - first));
+    auto on_step = [&](const diffuse::solver_event<float>& e) {
+      bar.update((b0 - first) * steps + static_cast<long>(n) * (e.index + 1) * steps / e.num_steps);
+    };
+    if (s.guidance == 1.0) {
+      auto model = net.conditioned(cond);
+      diffuse::solve(solver, model, x, shape, opts, solver_ws, on_step);
+    } else {
+      std::vector<int> both = cond;
+      both.insert(both.end(), n, null_class);
+      auto model = diffuse::batched_cfg_model<float, decltype(net.conditioned(both))>(net.conditioned(both), shape, s.guidance);
+      diffuse::solve(solver, model, x, shape, opts, solver_ws, on_step);
+    }
+  };
+  auto solve_all = [&](auto& solver) {
+    for (long b0 = first; b0 < last; b0 += s.batch) solve_batch(solver, b0, std::min(last, b0 + s.batch));
+  };
+  const diffuse::sigma_options sigmas{.spacing = spacing};
+  const auto pred = sc.prediction;
   if (s.sampler == "ddim") {
     diffuse::ddim_sampler sampler(sc.schedule, timesteps,
                                   {.prediction = sc.prediction,
@@ -185,8 +220,27 @@ inline generated generate_digits(const settings& s, long first, long last) {
   } else if (s.sampler == "ddpm") {
     diffuse::ddpm_sampler sampler(sc.schedule, timesteps, {.prediction = sc.prediction, .variance = sc.variance, .processing = sc.processing});
     run_all(sampler);
+  } else if (s.sampler == "dpm++2m" || s.sampler == "dpm++3m" || s.sampler == "sde-dpm++2m") {
+    diffuse::dpm_solver_sampler solver(sc.schedule, steps, sigmas,
+                                       {.order = s.sampler == "dpm++3m" ? 3 : 2,
+                                        .algorithm = s.sampler == "sde-dpm++2m" ? diffuse::dpm_algorithm::sde_dpmsolver_pp
+                                                                                : diffuse::dpm_algorithm::dpmsolver_pp,
+                                        .prediction = pred});
+    solve_all(solver);
+  } else if (s.sampler == "unipc") {
+    diffuse::unipc_sampler solver(sc.schedule, steps, sigmas, {.prediction = pred});
+    solve_all(solver);
+  } else if (s.sampler == "euler") {
+    diffuse::euler_sampler solver(sc.schedule, steps, sigmas, {.prediction = pred});
+    solve_all(solver);
+  } else if (s.sampler == "euler-a") {
+    diffuse::euler_ancestral_sampler solver(sc.schedule, steps, sigmas, {.prediction = pred});
+    solve_all(solver);
+  } else if (s.sampler == "heun") {
+    diffuse::heun_sampler solver(sc.schedule, steps, sigmas, {.prediction = pred});
+    solve_all(solver);
   } else {
-    usage_error("--sampler " + s.sampler + " is unknown; expected ddim or ddpm");
+    usage_error("--sampler " + s.sampler + " is unknown; expected " + std::string(sampler_names));
   }
   bar.finish();
   const double seconds = std::chrono::duration<double>(clock::now() - t0).count();
@@ -229,8 +283,8 @@ inline void add_generation_options(CLI::App& app, settings& s) {
       ->default_str(default_model_dir());
   app.add_option("--digits", s.digits, "classes to draw, e.g. 3,7 (sample i gets digits[i mod len])")->delimiter(',')->capture_default_str();
   app.add_option("--count", s.count, "number of samples")->capture_default_str();
-  app.add_option("--sampler", s.sampler, "ddim or ddpm")->capture_default_str();
-  app.add_option("--steps", s.steps, "sampling steps (default: 50 for DDIM, every training step for DDPM)");
+  app.add_option("--sampler", s.sampler, sampler_names)->capture_default_str();
+  app.add_option("--steps", s.steps, "sampling steps (default: 50, every training step for DDPM)");
   app.add_option("--eta", s.eta, "DDIM eta (0 deterministic, 1 ancestral-like)")->capture_default_str();
   app.add_option("--spacing", s.spacing, "timestep spacing: trailing, leading or linspace")->capture_default_str();
   // With guidance the model's x̂0 often leaves [-1, 1]; diffusers' DDIM then clips x̂0 but keeps the

@@ -281,9 +281,13 @@ class batched_cfg_model {
       detail::fail(error_kind::guidance, "batched_cfg_model does not know the step index, so it cannot apply a window; "
                                          "expected the classifier_free_guidance hook for windowed guidance");
   }
-  /// The Denoiser call: one call of model2 over (x; x), then the guided combination into out.
+  /// The Denoiser call: one call of model2 over (x; x), then the guided combination into out. The time
+  /// goes to model2 as it is given: an int, or a fractional double for the Euler family of solvers when
+  /// model2 accepts one (then this wrapper is a FractionalDenoiser too).
   /// \throws diffuse::error when x or out do not match the shape it was built for.
-  void operator()(std::span<const Scalar> x, int t, std::span<Scalar> out) {
+  template <class Time>
+    requires std::invocable<Model2&, std::span<const Scalar>, Time, std::span<Scalar>>
+  void operator()(std::span<const Scalar> x, Time t, std::span<Scalar> out) {
     if (x.size() != shape_.numel())
       detail::fail(error_kind::shape, "x has ", x.size(), " elements; expected ", shape_.numel(), " as the guided model was built for");
     const std::size_t factor = out.size() / shape_.numel();

@@ -65,7 +65,9 @@ inline xsimd::batch<T, A> fast_exp(xsimd::batch<T, A> x) noexcept {
   // y·2^k by adding k to the biased exponent: y is in [0.7, 1.42] and k keeps the result normal
   // (float: k in [−124, 127]; double: k in [−1021, 1023]).
   constexpr int mantissa_bits = single ? 23 : 52;
-  const I scaled = bit_cast_lanes<I>(y) + (xsimd::to_int(k) << mantissa_bits);
+  // A NaN lane converts k = 0 instead: y is NaN there already, and a NaN → integer conversion is
+  // undefined behaviour where xsimd converts lane by lane (double → int64 below AVX-512DQ).
+  const I scaled = bit_cast_lanes<I>(y) + (xsimd::to_int(xsimd::select(k == k, k, F(T(0)))) << mantissa_bits);
   return bit_cast_lanes<F>(scaled);
 }
 

@@ -269,6 +269,12 @@ class unet2d {
       const int n = net_->infer_batch(x.size(), size_);
       net_->forward(x, n, size_, std::span<const double>(&tt, 1), labels_, out);
     }
+    /// The call with a fractional training time, as the Euler family's solvers pass it (diffusers'
+    /// UNet2DModel embeds a float timestep as it is; nothing is rounded).
+    void operator()(std::span<const S> x, double t, std::span<S> out) {
+      const int n = net_->infer_batch(x.size(), size_);
+      net_->forward(x, n, size_, std::span<const double>(&t, 1), labels_, out);
+    }
     /// The class labels, one per batch item.
     std::span<const int> labels() const noexcept { return labels_; }
 

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "diffuse/error.hpp"
+#include "diffuse/io/write_file.hpp"
 
 namespace diffuse {
 DIFFUSE_BEGIN_NAMESPACE
@@ -341,7 +342,8 @@ struct tensor_view {
 };
 
 /// Writes float tensors (as F32) and int64 tensors (as I64) to a safetensors file. The file appears
-/// complete or not at all: it is written beside the target and renamed into place.
+/// complete or not at all, as diffuse::write_file guarantees (a device such as /dev/null is written into,
+/// never replaced).
 inline void write_safetensors(const std::filesystem::path& path, const std::vector<tensor_view<float>>& floats,
                               const std::vector<tensor_view<std::int64_t>>& ints = {},
                               const std::map<std::string, std::string>& metadata = {}) {
@@ -379,25 +381,7 @@ inline void write_safetensors(const std::filesystem::path& path, const std::vect
   for (const auto& t : ints)
     for (std::int64_t v : t.values) put(v);
 
-  std::filesystem::path tmp = path;
-  tmp += ".partial";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) detail::fail(error_kind::io, "cannot write ", path.string(), "; expected a writable location");
-    f.write(reinterpret_cast<const char*>(out.data()), static_cast<std::streamsize>(out.size()));
-    f.close();
-    if (!f) {
-      std::error_code ec;
-      std::filesystem::remove(tmp, ec);
-      detail::fail(error_kind::io, "writing ", path.string(), " failed; expected a writable location with free space");
-    }
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::filesystem::remove(tmp, ec);
-    detail::fail(error_kind::io, "cannot move the finished file into ", path.string(), "; expected a writable location");
-  }
+  write_file(path, out);
 }
 
 DIFFUSE_END_NAMESPACE

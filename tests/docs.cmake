@@ -54,6 +54,20 @@ foreach(src IN LISTS DIFFUSE_COMPILE_FAIL_SOURCES)
   set_tests_properties(compile_fail_${name} PROPERTIES LABELS compile_fail)
 endforeach()
 
+# The fast-math refusal depends on predefined macros, which differ between compilers: check it with
+# both g++ and clang++ when both are installed, whichever one builds the project.
+foreach(other IN ITEMS g++ clang++)
+  find_program(DIFFUSE_OTHER_CXX_${other} NAMES ${other})
+  if(DIFFUSE_OTHER_CXX_${other})
+    foreach(name IN ITEMS fast_math ofast finite_math_only)
+      add_test(NAME compile_fail_${name}_${other}
+               COMMAND ${CMAKE_COMMAND} -DCXX=${DIFFUSE_OTHER_CXX_${other}} -DSOURCE=${CMAKE_CURRENT_SOURCE_DIR}/compile_fail/${name}.cpp
+                       "-DFLAGS=${diffuse_compile_fail_flags_arg}" -P ${CMAKE_CURRENT_SOURCE_DIR}/compile_fail/run.cmake)
+      set_tests_properties(compile_fail_${name}_${other} PROPERTIES LABELS compile_fail)
+    endforeach()
+  endif()
+endforeach()
+
 # 3. One-definition rule: two translation units of one program include every public header.
 add_executable(test_odr odr/odr_main.cpp odr/odr_other.cpp)
 target_link_libraries(test_odr PRIVATE diffuse::openmp diffuse_project_options)

@@ -334,8 +334,10 @@ class normal_generator {
 
   /// The four variates of block b of stream (sample, step): elements 4b … 4b + 3.
   void quad(std::uint64_t sample, std::uint64_t step, std::uint64_t block, float (&z)[4]) const noexcept {
+    std::uint32_t k0, k1;
+    stream_key(sample, step, k0, k1);
     const philox4x32 w = philox4x32::generate(static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32),
-                                              static_cast<std::uint32_t>(step), static_cast<std::uint32_t>(sample), k0_, k1_);
+                                              static_cast<std::uint32_t>(step), static_cast<std::uint32_t>(sample), k0, k1);
     detail::box_muller_pair(w.v[0], w.v[1], z[0], z[1]);
     detail::box_muller_pair(w.v[2], w.v[3], z[2], z[3]);
   }
@@ -366,10 +368,25 @@ class normal_generator {
   }
 
  private:
+  // The counter holds only the low 32 bits of sample and step. Their high 32 bits perturb the key
+  // instead, and only when nonzero, so every stream with both below 2^32 keeps the bits it always had
+  // and samples 2^32 apart no longer share their noise.
+  void stream_key(std::uint64_t sample, std::uint64_t step, std::uint32_t& k0, std::uint32_t& k1) const noexcept {
+    k0 = k0_;
+    k1 = k1_;
+    const auto sample_hi = static_cast<std::uint32_t>(sample >> 32), step_hi = static_cast<std::uint32_t>(step >> 32);
+    if ((sample_hi | step_hi) == 0) return;
+    const philox4x32 h = philox4x32::generate(sample_hi, step_hi, 0x64696666u, 0x75736521u, 0x68696768u, 0x62697473u);
+    k0 ^= h.v[0];
+    k1 ^= h.v[1];
+  }
+
   void fill_float(std::span<float> out, std::uint64_t sample, std::uint64_t step, std::uint64_t element_offset) const noexcept {
     std::size_t i = 0;
     const std::size_t n = out.size();
     std::uint64_t e = element_offset;
+    std::uint32_t k0, k1;
+    stream_key(sample, step, k0, k1);
     float z[4];
     if (n > 0 && e % 4 != 0) {  // a start inside a block takes the rest of that block
       quad(sample, step, e / 4, z);
@@ -377,7 +394,7 @@ class normal_generator {
     }
     // Whole blocks, vectors of them at a time, then the rest one block at a time.
     const std::size_t vector_blocks = detail::fill_blocks_vector(
-        k0_, k1_, static_cast<std::uint32_t>(step), static_cast<std::uint32_t>(sample), e / 4, (n - i) / 4, out.data() + i);
+        k0, k1, static_cast<std::uint32_t>(step), static_cast<std::uint32_t>(sample), e / 4, (n - i) / 4, out.data() + i);
     i += 4 * vector_blocks;
     e += 4 * vector_blocks;
     for (; i < n; e += 4) {

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numbers>
+#include <utility>
 #include <vector>
 
 #include "diffuse/random.hpp"
@@ -115,6 +116,34 @@ TEST_CASE_TEMPLATE("the vector fill gives at()'s bits for every tail, offset and
       CHECK(differing == 0);
     }
   }
+}
+
+TEST_CASE_TEMPLATE("sample and step indices of 2^32 and above get noise of their own, the same in fill and at()", T, float, double) {
+  // The counter holds the low 32 bits of sample and step; their high bits enter the key. An index
+  // 2^32 apart from another (first_sample = rank << 32 | i) must not repeat its noise, and the indices
+  // below 2^32 keep the bits they always had (the pinned values of the next test case).
+  const normal_generator gen(7);
+  constexpr std::uint64_t two32 = std::uint64_t{1} << 32, top = ~std::uint64_t{0};
+  const std::pair<std::uint64_t, std::uint64_t> low[] = {{0, 0}, {1, 0}, {0, 1}, {1, 1}, {top & 0xffffffffu, top & 0xffffffffu}};
+  const std::pair<std::uint64_t, std::uint64_t> high[] = {{two32, 0}, {two32 + 1, 0}, {0, two32}, {0, two32 + 1}, {top, top}, {top, 0}, {0, top}};
+  constexpr std::size_t n = 37;
+  auto noise = [&](std::uint64_t sample, std::uint64_t step) {
+    std::vector<T> out(n);
+    gen.fill<T>(out, sample, step, 3);  // an odd offset and length: vector body and scalar tail
+    for (std::size_t i = 0; i < n; ++i) REQUIRE(out[i] == gen.at<T>(sample, step, 3 + i));
+    return out;
+  };
+  for (const auto& [sh, th] : high) {
+    const auto a = noise(sh, th);
+    CHECK(a == noise(sh, th));
+    for (const auto& [sl, tl] : low) {
+      INFO("sample ", sh, " step ", th, " against sample ", sl, " step ", tl);
+      CHECK(a != noise(sl, tl));
+    }
+    CHECK(a != noise(sh & 0xffffffffu, th & 0xffffffffu));
+  }
+  CHECK(noise(two32, 0) != noise(0, two32));
+  CHECK(noise(top, top) != noise(top, 0));
 }
 
 TEST_CASE("fill_batch splits a large item between threads with the same bits") {

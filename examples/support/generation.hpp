@@ -12,6 +12,7 @@
 #include <iostream>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #if defined(_OPENMP)
@@ -129,6 +130,8 @@ inline generated generate_digits(const settings& s, long first, long last) {
       usage_error("class " + std::to_string(d) + " is unknown; expected 0 to " + std::to_string(classes - 1) + " except the null class " +
                   std::to_string(null_class));
   if (s.count < 1) usage_error("--count must be >= 1");
+  if (!s.raw.empty() && std::filesystem::absolute(s.raw).lexically_normal() == std::filesystem::absolute(s.output).lexically_normal())
+    usage_error("--raw " + s.raw + " is the same file as --output; expected two different paths");
   // Refuse an unwritable destination before spending minutes on sampling.
   for (const std::string& out : {s.output, s.raw}) {
     if (out.empty()) continue;
@@ -159,6 +162,10 @@ inline generated generate_digits(const settings& s, long first, long last) {
   diffuse::sampling_workspace<float> workspace;
   progress bar((last - first) * steps, !s.quiet);
   const auto t0 = clock::now();
+  // DDPM and DDIM run through sample(); the solvers of samplers/ (they have fractional_time) through
+  // solve() with their own workspace, the UNet taking their times as they are (fractional for the Euler
+  // family). Heun evaluates the model 2N - 1 times for N steps: the bar counts evaluations.
+  diffuse::solver_workspace<float> solver_ws;
   auto run_batch = [&](auto& sampler, long b0, long b1) {
     const std::size_t n = static_cast<std::size_t>(b1 - b0);
     std::span<float> x(samples.data() + static_cast<std::size_t>(b0 - first) * per, n * per);
@@ -166,46 +173,28 @@ inline generated generate_digits(const settings& s, long first, long last) {
     const diffuse::sample_options opts{.seed = s.seed, .first_sample = static_cast<std::uint64_t>(b0)};
     diffuse::fill_initial_noise<float>(x, shape, s.seed, static_cast<std::uint64_t>(b0));
     std::vector<int> cond(labels.begin() + (b0 - first), labels.begin() + (b1 - first));
-    auto on_step = [&](const diffuse::step_event<float>& e) { bar.update((b0 - first) * steps + static_cast<long>(n) * (e.index + 1)); };
+    auto on_step = [&](const auto& e) {
+      bar.update((b0 - first) * steps + static_cast<long>(n) * (e.index + 1) * steps / e.num_steps);
+    };
+    auto drive = [&](auto& model) {
+      if constexpr (requires { std::remove_cvref_t<decltype(sampler)>::fractional_time; })
+        diffuse::solve(sampler, model, x, shape, opts, solver_ws, on_step);
+      else
+        diffuse::sample(sampler, model, x, shape, opts, workspace, on_step);
+    };
     if (s.guidance == 1.0) {
       auto model = net.conditioned(cond);
-      diffuse::sample(sampler, model, x, shape, opts, workspace, on_step);
+      drive(model);
     } else {
       // One network call over (conditional; unconditional) halves per step.
       std::vector<int> both = cond;
       both.insert(both.end(), n, null_class);
       auto model = diffuse::batched_cfg_model<float, decltype(net.conditioned(both))>(net.conditioned(both), shape, s.guidance);
-      diffuse::sample(sampler, model, x, shape, opts, workspace, on_step);
+      drive(model);
     }
   };
   auto run_all = [&](auto& sampler) {
     for (long b0 = first; b0 < last; b0 += s.batch) run_batch(sampler, b0, std::min(last, b0 + s.batch));
-  };
-  // The solvers of samplers/ run through solve() with their own workspace; the UNet takes their times as
-  // they are (fractional for the Euler family). Heun evaluates the model 2N - 1 times for N steps.
-  diffuse::solver_workspace<float> solver_ws;
-  auto solve_batch = [&](auto& solver, long b0, long b1) {
-    const std::size_t n = static_cast<std::size_t>(b1 - b0);
-    std::span<float> x(samples.data() + static_cast<std::size_t>(b0 - first) * per, n * per);
-    const diffuse::sample_shape shape{n, static_cast<std::size_t>(C), static_cast<std::size_t>(h) * w};
-    const diffuse::sample_options opts{.seed = s.seed, .first_sample = static_cast<std::uint64_t>(b0)};
-    diffuse::fill_initial_noise<float>(x, shape, s.seed, static_cast<std::uint64_t>(b0));
-    std::vector<int> cond(labels.begin() + (b0 - first), labels.begin() + (b1 - first));
-    auto on_step = [&](const diffuse::solver_event<float>& e) {
-      bar.update((b0 - first) * steps + static_cast<long>(n) * (e.index + 1) * steps / e.num_steps);
-    };
-    if (s.guidance == 1.0) {
-      auto model = net.conditioned(cond);
-      diffuse::solve(solver, model, x, shape, opts, solver_ws, on_step);
-    } else {
-      std::vector<int> both = cond;
-      both.insert(both.end(), n, null_class);
-      auto model = diffuse::batched_cfg_model<float, decltype(net.conditioned(both))>(net.conditioned(both), shape, s.guidance);
-      diffuse::solve(solver, model, x, shape, opts, solver_ws, on_step);
-    }
-  };
-  auto solve_all = [&](auto& solver) {
-    for (long b0 = first; b0 < last; b0 += s.batch) solve_batch(solver, b0, std::min(last, b0 + s.batch));
   };
   const diffuse::sigma_options sigmas{.spacing = spacing};
   const auto pred = sc.prediction;
@@ -226,19 +215,19 @@ inline generated generate_digits(const settings& s, long first, long last) {
                                         .algorithm = s.sampler == "sde-dpm++2m" ? diffuse::dpm_algorithm::sde_dpmsolver_pp
                                                                                 : diffuse::dpm_algorithm::dpmsolver_pp,
                                         .prediction = pred});
-    solve_all(solver);
+    run_all(solver);
   } else if (s.sampler == "unipc") {
     diffuse::unipc_sampler solver(sc.schedule, steps, sigmas, {.prediction = pred});
-    solve_all(solver);
+    run_all(solver);
   } else if (s.sampler == "euler") {
     diffuse::euler_sampler solver(sc.schedule, steps, sigmas, {.prediction = pred});
-    solve_all(solver);
+    run_all(solver);
   } else if (s.sampler == "euler-a") {
     diffuse::euler_ancestral_sampler solver(sc.schedule, steps, sigmas, {.prediction = pred});
-    solve_all(solver);
+    run_all(solver);
   } else if (s.sampler == "heun") {
     diffuse::heun_sampler solver(sc.schedule, steps, sigmas, {.prediction = pred});
-    solve_all(solver);
+    run_all(solver);
   } else {
     usage_error("--sampler " + s.sampler + " is unknown; expected " + std::string(sampler_names));
   }
@@ -263,7 +252,8 @@ inline void write_outputs(const settings& s, const generated& g) {
   for (long i = 0; i < n; ++i)
     grid.tile(gap + static_cast<int>(i % cols) * (w * zoom + gap), gap + static_cast<int>(i / cols) * (h * zoom + gap),
               samples.data() + static_cast<std::size_t>(i) * per, w, h, zoom);
-  examples::write_png(s.output, grid);
+  // Encode first and write the raw file before the PNG: a failed raw write then leaves no PNG behind.
+  const std::vector<unsigned char> png = examples::encode_png(grid);
   if (!s.raw.empty()) {
     std::vector<std::int64_t> l64(labels.begin(), labels.end()), idx(static_cast<std::size_t>(n));
     for (long i = 0; i < n; ++i) idx[static_cast<std::size_t>(i)] = first + i;
@@ -271,6 +261,7 @@ inline void write_outputs(const settings& s, const generated& g) {
                                {{"seed", std::to_string(s.seed)}, {"sampler", s.sampler}, {"steps", std::to_string(steps)},
                                 {"guidance", std::to_string(s.guidance)}});
   }
+  diffuse::write_file(s.output, png);
   std::printf("%ld samples (indices %ld..%ld) with %s-%d, guidance %g, seed %llu: %.1f ms per sample, %.2f s in all -> %s%s%s\n", n, first,
               last - 1, s.sampler.c_str(), steps, s.guidance, static_cast<unsigned long long>(s.seed), 1000.0 * seconds / static_cast<double>(n),
               seconds, s.output.c_str(), s.raw.empty() ? "" : ", ", s.raw.c_str());

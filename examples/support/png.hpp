@@ -1,5 +1,5 @@
-// PNG writing for the examples, through Debian's stb_image_write. The file appears whole or not at all:
-// it is written under a temporary name and renamed.
+// PNG writing for the examples, through Debian's stb_image_write: encoded in memory, then written
+// whole or not at all by diffuse::write_file.
 #pragma once
 
 #include <cstdint>
@@ -8,6 +8,8 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "diffuse/io/write_file.hpp"
 
 // Each example is one translation unit: the writer is compiled into it, with internal linkage.
 #define STB_IMAGE_WRITE_STATIC
@@ -41,21 +43,19 @@ struct canvas {
   }
 };
 
-/// Writes the canvas as PNG; throws std::runtime_error with the path when it cannot.
-inline void write_png(const std::string& path, const canvas& c) {
-  const std::filesystem::path target(path);
-  const std::filesystem::path tmp = target.string() + ".partial";
-  if (!stbi_write_png(tmp.c_str(), c.width, c.height, 3, c.rgb.data(), c.width * 3)) {
-    std::error_code ec;
-    std::filesystem::remove(tmp, ec);
-    throw std::runtime_error("cannot write " + path + " (is the directory writable?)");
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, target, ec);
-  if (ec) {
-    std::filesystem::remove(tmp, ec);
-    throw std::runtime_error("cannot write " + path + ": " + ec.message());
-  }
+/// Encodes the canvas as PNG bytes in memory, so the file itself goes through diffuse::write_file.
+inline std::vector<unsigned char> encode_png(const canvas& c) {
+  std::vector<unsigned char> out;
+  auto sink = [](void* context, void* data, int size) {
+    auto* v = static_cast<std::vector<unsigned char>*>(context);
+    v->insert(v->end(), static_cast<unsigned char*>(data), static_cast<unsigned char*>(data) + size);
+  };
+  if (!stbi_write_png_to_func(sink, &out, c.width, c.height, 3, c.rgb.data(), c.width * 3))
+    throw std::runtime_error("cannot encode a " + std::to_string(c.width) + "x" + std::to_string(c.height) + " PNG");
+  return out;
 }
+
+/// Writes the canvas as PNG, whole or not at all; throws (diffuse::error) with the path and cause when it cannot.
+inline void write_png(const std::string& path, const canvas& c) { diffuse::write_file(path, encode_png(c)); }
 
 }  // namespace examples

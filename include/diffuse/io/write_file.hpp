@@ -14,6 +14,8 @@
 
 #include "diffuse/error.hpp"
 
+/// \def DIFFUSE_DETAIL_POSIX_WRITE
+/// 1 where write_file uses the POSIX calls (exclusive create, fsync, rename), 0 for the portable fallback.
 #if defined(__unix__) || defined(__APPLE__)
 #include <fcntl.h>
 #include <sys/stat.h>

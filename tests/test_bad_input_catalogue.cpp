@@ -11,6 +11,7 @@
 #include <fstream>
 #include <limits>
 #include <new>
+#include <nlohmann/json.hpp>
 #include <span>
 #include <string>
 #include <typeinfo>
@@ -94,12 +95,14 @@ std::filesystem::path temp_file(const std::string& name, const bytes& content) {
   return path;
 }
 
-/// A small valid UNet2DModel config (two levels, attention in the second) the config cases perturb.
+/// A small valid UNet2DModel config (two levels, attention in the second) the config cases perturb:
+/// `extra` (", \"key\": value, ...") adds keys or replaces the base's (the readers refuse a key twice).
 std::string unet_json(const std::string& extra = "") {
-  return R"({"_class_name": "UNet2DModel", "sample_size": 8, "in_channels": 1, "out_channels": 1,
+  nlohmann::json base = nlohmann::json::parse(R"({"_class_name": "UNet2DModel", "sample_size": 8, "in_channels": 1, "out_channels": 1,
              "block_out_channels": [16, 32], "layers_per_block": 1, "norm_num_groups": 8, "attention_head_dim": 8,
-             "down_block_types": ["DownBlock2D", "AttnDownBlock2D"], "up_block_types": ["AttnUpBlock2D", "UpBlock2D"])" +
-         extra + "}";
+             "down_block_types": ["DownBlock2D", "AttnDownBlock2D"], "up_block_types": ["AttnUpBlock2D", "UpBlock2D"]})");
+  if (!extra.empty()) base.update(nlohmann::json::parse("{" + extra.substr(extra.find(',') + 1) + "}"));
+  return base.dump();
 }
 
 const diffuse::noise_schedule& schedule1000() {

@@ -62,6 +62,11 @@ inline bool starts_with_bom(std::string_view text) noexcept {
          static_cast<unsigned char>(text[2]) == 0xBF;
 }
 
+/// The offset of the first NUL byte in `text`, or npos. nlohmann's lexer takes a NUL outside a string as
+/// the end of the input (for C strings), so "{}\0<anything>" would parse as "{}" with the rest ignored;
+/// NUL is not JSON whitespace, and the reference safetensors reader refuses it.
+inline std::size_t first_nul(std::string_view text) noexcept { return text.find('\0'); }
+
 /// The state every SAX handler here shares: nesting depth against max_json_depth, the syntax error
 /// nlohmann reported, and the first content problem (after which nothing more is built).
 class json_sax_state {
@@ -207,6 +212,8 @@ template <class Fail>
 nlohmann::json parse_config_json(const std::string& text, const std::string& options, Fail&& bad) {
   if (starts_with_bom(text))
     bad("starts with a UTF-8 byte-order mark; expected JSON text without one (Python's json.loads, which diffusers uses, refuses it)");
+  if (const std::size_t at = first_nul(text); at != std::string_view::npos)
+    bad(cat("not valid JSON (a NUL byte at offset ", at, "; expected JSON text, which has none outside strings and escapes it inside)"));
   config_json_builder builder(text.size());
   nlohmann::json::sax_parse(text.data(), text.data() + text.size(), &builder);
   if (builder.too_deep()) bad(cat("JSON nests deeper than ", max_json_depth, " levels; expected a flat object of ", options));

@@ -587,6 +587,8 @@ class safetensors_file {
   void parse_header(std::string_view text, std::size_t data_size) {
     if (detail::starts_with_bom(text))
       bad("header starts with a UTF-8 byte-order mark; expected JSON text without one (the reference reader refuses it)");
+    if (const std::size_t at = detail::first_nul(text); at != std::string_view::npos)
+      bad(detail::cat("header is not valid JSON (a NUL byte at offset ", at, "; expected JSON text, which has none; pad with spaces)"));
     detail::safetensors_header_handler handler(tensors_, metadata_, text.size(), data_size);
     nlohmann::json::sax_parse(text.data(), text.data() + text.size(), &handler);
     if (handler.too_deep()) bad(detail::cat("header JSON nests deeper than ", max_json_depth, " levels; expected a flat object of tensors"));

@@ -4,6 +4,7 @@
 // input a user or a damaged / hostile file can really produce.
 #include <doctest/doctest.h>
 
+#include <bit>
 #include <climits>
 #include <cmath>
 #include <cstdint>
@@ -11,6 +12,7 @@
 #include <fstream>
 #include <limits>
 #include <new>
+#include <nlohmann/json.hpp>
 #include <span>
 #include <string>
 #include <typeinfo>
@@ -25,6 +27,10 @@
 #include "diffuse/nn/unet.hpp"
 #include "diffuse/nn/unet_config.hpp"
 #include "diffuse/sample.hpp"
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/stat.h>
+#endif
 
 namespace {
 
@@ -94,12 +100,14 @@ std::filesystem::path temp_file(const std::string& name, const bytes& content) {
   return path;
 }
 
-/// A small valid UNet2DModel config (two levels, attention in the second) the config cases perturb.
+/// A small valid UNet2DModel config (two levels, attention in the second) the config cases perturb:
+/// `extra` (", \"key\": value, ...") adds keys or replaces the base's (the readers refuse a key twice).
 std::string unet_json(const std::string& extra = "") {
-  return R"({"_class_name": "UNet2DModel", "sample_size": 8, "in_channels": 1, "out_channels": 1,
+  nlohmann::json base = nlohmann::json::parse(R"({"_class_name": "UNet2DModel", "sample_size": 8, "in_channels": 1, "out_channels": 1,
              "block_out_channels": [16, 32], "layers_per_block": 1, "norm_num_groups": 8, "attention_head_dim": 8,
-             "down_block_types": ["DownBlock2D", "AttnDownBlock2D"], "up_block_types": ["AttnUpBlock2D", "UpBlock2D"])" +
-         extra + "}";
+             "down_block_types": ["DownBlock2D", "AttnDownBlock2D"], "up_block_types": ["AttnUpBlock2D", "UpBlock2D"]})");
+  if (!extra.empty()) base.update(nlohmann::json::parse("{" + extra.substr(extra.find(',') + 1) + "}"));
+  return base.dump();
 }
 
 const diffuse::noise_schedule& schedule1000() {
@@ -489,4 +497,90 @@ TEST_CASE("catalogue: diffusers option values diffuse does not implement, and fo
   expect_error("weights only as a PyTorch pickle", [&] { diffuse::diffusers_folder::locate(dir / "pipeline"); },
                {"diffusion_pytorch_model.bin, a PyTorch pickle", "expected diffusion_pytorch_model.safetensors"});
   fs::remove_all(dir);
+}
+
+TEST_CASE("catalogue: headers and configs the reference readers refuse, and reads that would change values") {
+  const bytes eight(8, 0);
+  const std::string ok = st_header({st_entry("w", "F32", "[2]", "[0,8]")});
+  expect_error("safetensors header with a byte-order mark", [&] { st_parse(st_file("\xEF\xBB\xBF" + ok, eight)); },
+               {"[diffuse.io]", "byte-order mark"});
+  expect_error("safetensors header with a NUL byte after the JSON", [&] { st_parse(st_file(ok + std::string(1, '\0') + "x", eight)); },
+               {"not valid JSON (a NUL byte at offset"});
+  expect_error("a key twice in a tensor entry", [&] {
+    st_parse(st_file(R"({"w":{"dtype":"F32","shape":[2],"shape":[2],"data_offsets":[0,8]}})", eight));
+  }, {"has the key \"shape\" twice"});
+  expect_error("a key twice in __metadata__", [&] { st_parse(st_file(R"({"__metadata__":{"format":"pt","format":"np"}})")); },
+               {"__metadata__ has the key \"format\" twice"});
+  expect_error("bytes after the last tensor", [&] { st_parse(st_file(ok, bytes(9, 0))); }, {"1 bytes follow the last tensor's data"});
+  expect_error("a gap between tensors", [&] {
+    st_parse(st_file(st_header({st_entry("a", "U8", "[1]", "[0,1]"), st_entry("b", "U8", "[1]", "[2,3]")}), bytes(3, 0)));
+  }, {"bytes [1, 2) of the data section belong to no tensor"});
+  bytes i64(8, 0);
+  i64[0] = 5;
+  i64[5] = 1;  // 2^40 + 5
+  const auto ints = st_parse(st_file(st_header({st_entry("i", "I64", "[1]", "[0,8]")}), i64));
+  expect_error("I64 2^40 + 5 read as int32", [&] { (void)ints.read<std::int32_t>("i"); },
+               {"holds 1099511627781 at element 0, outside the range [-2147483648, 2147483647]"});
+  bytes f64(8, 0);
+  const auto big = std::bit_cast<std::uint64_t>(1e300);
+  for (int i = 0; i < 8; ++i) f64[static_cast<std::size_t>(i)] = static_cast<unsigned char>(big >> (8 * i));
+  const auto doubles = st_parse(st_file(st_header({st_entry("d", "F64", "[1]", "[0,8]")}), f64));
+  expect_error("F64 1e300 read as float", [&] { (void)doubles.read<float>("d"); }, {"holds 1e+300 at element 0, beyond the range of the 32-bit float"});
+
+  auto cfg = [](const std::string& text) { return diffuse::scheduler_config::from_json(text, "scheduler_config.json"); };
+  expect_error("scheduler_config.json with a key twice", [&] { cfg(R"({"beta_end": 0.02, "beta_end": 0.5})"); },
+               {"[diffuse.io]", "key \"beta_end\" appears twice"});
+  expect_error("scheduler_config.json with a byte-order mark", [&] { cfg("\xEF\xBB\xBF{}"); }, {"byte-order mark"});
+  expect_error("scheduler_config.json with a NUL byte after the object", [&] { cfg(std::string("{}\0{\"beta_end\": 9}", 18)); },
+               {"not valid JSON (a NUL byte at offset 2"});
+  expect_error("config.json with a key twice", [&] { diffuse::unet_config::from_json(R"({"in_channels": 1, "in_channels": 3})", "config.json"); },
+               {"[diffuse.model]", "key \"in_channels\" appears twice"});
+  std::string objects = R"({"x": [)";
+  for (int i = 0; i < 300'000; ++i) objects += i ? ",{}" : "{}";
+  expect_error("config of 300,000 empty objects", [&] { cfg(objects + "]}"); }, {"bytes of memory (8 per byte of text + 1 MiB)"});
+}
+
+TEST_CASE("catalogue: files that are not regular files, or too large") {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / "diffuse_catalogue_files";
+  fs::remove_all(dir);
+  fs::create_directories(dir / "config.json");
+  expect_error("config.json that is a directory", [&] { diffuse::unet_config::load(dir / "config.json"); },
+               {"[diffuse.io]", "is a directory, expected a regular file"});
+  expect_error("scheduler_config.json that is a directory", [&] { diffuse::scheduler_config::load(dir / "config.json"); },
+               {"is a directory, expected a regular file"});
+  std::ofstream(dir / "huge.json") << "{}";
+  fs::resize_file(dir / "huge.json", std::uint64_t{64} << 20);  // sparse
+  expect_error("a 64 MiB scheduler_config.json", [&] { diffuse::scheduler_config::load(dir / "huge.json"); },
+               {"67108864 bytes; expected at most 33554432"});
+#if defined(__unix__) || defined(__APPLE__)
+  if (fs::exists("/dev/zero")) {
+    fs::create_symlink("/dev/zero", dir / "zero.json");
+    expect_error("scheduler_config.json linked to /dev/zero", [&] { diffuse::scheduler_config::load(dir / "zero.json"); },
+                 {"is a character device, expected a regular file"});
+    expect_error("weights linked to /dev/zero", [&] { diffuse::safetensors_file::load(dir / "zero.json"); },
+                 {"cannot read safetensors file", "is a character device"});
+  }
+  const fs::path fifo = dir / "fifo.json";
+  if (::mkfifo(fifo.c_str(), 0600) == 0) {
+    expect_error("config.json that is a FIFO (no writer: would block)", [&] { diffuse::unet_config::load(fifo); },
+                 {"is a FIFO (named pipe), expected a regular file"});
+    expect_error("weights that are a FIFO", [&] { diffuse::safetensors_file::load(fifo); }, {"is a FIFO (named pipe)"});
+  }
+#endif
+  fs::remove_all(dir);
+}
+
+TEST_CASE("catalogue: NaN and infinite weights") {
+  const auto config = diffuse::unet_config::from_json(unet_json(), "config.json");
+  for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+    bytes data(576 + 64, 0);
+    const auto b = std::bit_cast<std::uint32_t>(bad);
+    for (int i = 0; i < 4; ++i) data[4 * 7 + static_cast<std::size_t>(i)] = static_cast<unsigned char>(b >> (8 * i));  // element 7
+    const auto weights = st_parse(st_file(st_header({st_entry("conv_in.weight", "F32", "[16,1,3,3]", "[0,576]"),
+                                                     st_entry("conv_in.bias", "F32", "[16]", "[576,640]")}), data));
+    expect_error(std::isnan(bad) ? "a NaN weight" : "an infinite weight", [&] { diffuse::nn::unet2d<float>(config, weights); },
+                 {"[diffuse.model]", "tensor \"conv_in.weight\"", std::isnan(bad) ? "holds NaN at element 7 of 144" : "holds an infinity at element 7",
+                  "expected finite weights"});
+  }
 }

@@ -2,7 +2,9 @@
 // corrupt, truncated or hostile, each a diffuse::error and never an out-of-bounds read.
 #include <doctest/doctest.h>
 
+#include <bit>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <limits>
@@ -106,4 +108,61 @@ TEST_CASE("write_safetensors refuses inconsistent tensors and unwritable paths w
   const auto path = std::filesystem::temp_directory_path() / "diffuse_test_bad.safetensors";
   test::check_error([&] { diffuse::write_safetensors(path, {{"a", {2, 2}, a}}); }, {"3 values for shape (2, 2)"});
   CHECK(!std::filesystem::exists(path));
+}
+
+TEST_CASE("what the reference reader refuses is refused: repeated keys, a byte-order mark, gaps and trailing bytes") {
+  const bytes eight(8, 0);
+  const std::string ok = R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
+  CHECK_NOTHROW(parse(make_file(ok, eight)));
+  // Trailing JSON whitespace pads headers (write_safetensors aligns the data with spaces) and is accepted.
+  CHECK_NOTHROW(parse(make_file(ok + "   \n\t", eight)));
+  test::check_error([&] { parse(make_file("\xEF\xBB\xBF" + ok, eight)); }, {"[diffuse.io]", "byte-order mark"});
+  test::check_error([&] { parse(make_file(R"({"w":{"dtype":"F32","dtype":"F32","shape":[2],"data_offsets":[0,8]}})", eight)); },
+                    {"entry \"w\" has the key \"dtype\" twice"});
+  test::check_error([&] { parse(make_file(R"({"__metadata__":{"a":"1","a":"2"},"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", eight)); },
+                    {"__metadata__ has the key \"a\" twice"});
+  test::check_error([&] { parse(make_file(R"({"__metadata__":{},"__metadata__":{},"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", eight)); },
+                    {"__metadata__ appears twice"});
+  test::check_error([&] { parse(make_file(ok, bytes(12, 0))); }, {"4 bytes follow the last tensor's data", "end where its last tensor does"});
+  test::check_error([&] { parse(make_file(R"({"__metadata__":{"format":"pt"}})", eight)); }, {"8 bytes follow the last tensor's data"});
+  test::check_error([&] {
+    parse(make_file(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})", bytes(12, 0)));
+  }, {"bytes [4, 8) of the data section belong to no tensor"});
+  test::check_error([&] { parse(make_file(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", eight)); },
+                    {"bytes [0, 4) of the data section belong to no tensor"});
+  // Empty tensors anywhere within the tiling are fine, as for the reference reader.
+  CHECK_NOTHROW(parse(make_file(R"({"e":{"dtype":"F32","shape":[0],"data_offsets":[8,8]},"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", eight)));
+  CHECK_NOTHROW(parse(make_file(R"({"e":{"dtype":"F32","shape":[0,3],"data_offsets":[0,0]}})")));
+}
+
+TEST_CASE("a read that would change values is refused: integers out of range, doubles beyond float") {
+  auto le = [](std::uint64_t v) {
+    bytes b;
+    for (int i = 0; i < 8; ++i) b.push_back(static_cast<unsigned char>(v >> (8 * i)));
+    return b;
+  };
+  bytes data = le((std::uint64_t{1} << 40) + 5);
+  const bytes minus_one = le(~std::uint64_t{0});
+  data.insert(data.end(), minus_one.begin(), minus_one.end());
+  const bytes big = le(std::bit_cast<std::uint64_t>(1e300)), inf = le(std::bit_cast<std::uint64_t>(HUGE_VAL)),
+              small = le(std::bit_cast<std::uint64_t>(0.25));
+  data.insert(data.end(), big.begin(), big.end());
+  data.insert(data.end(), inf.begin(), inf.end());
+  data.insert(data.end(), small.begin(), small.end());
+  const std::string h = R"({"i":{"dtype":"I64","shape":[2],"data_offsets":[0,16]},"d":{"dtype":"F64","shape":[2],"data_offsets":[16,32]},)"
+                        R"("s":{"dtype":"F64","shape":[1],"data_offsets":[32,40]}})";
+  auto f = parse(make_file(h, data));
+  CHECK(f.read<std::int64_t>("i") == std::vector<std::int64_t>{(std::int64_t{1} << 40) + 5, -1});
+  test::check_error([&] { f.read<std::int32_t>("i"); },
+                    {"[diffuse.io]", "tensor \"i\"", "holds 1099511627781 at element 0", "32-bit signed integer", "[-2147483648, 2147483647]"});
+  test::check_error([&] { f.read<std::uint64_t>("i"); }, {"holds -1 at element 1", "64-bit unsigned integer"});
+  CHECK(f.read<double>("d") == std::vector<double>{1e300, HUGE_VAL});
+  test::check_error([&] { f.read<float>("d"); }, {"tensor \"d\"", "holds 1e+300 at element 0", "beyond the range of the 32-bit float"});
+  CHECK(f.read<float>("s") == std::vector<float>{0.25f});  // a double that fits converts
+  // An infinity or NaN is not narrowed: it stays what it is (the UNet loader refuses non-finite weights).
+  auto g = parse(make_file(R"({"x":{"dtype":"F64","shape":[1],"data_offsets":[0,8]}})", inf));
+  CHECK(std::isinf(g.read<float>("x")[0]));
+  auto u8 = parse(make_file(R"({"u":{"dtype":"U8","shape":[2],"data_offsets":[0,2]}})", {200, 7}));
+  CHECK(u8.read<int>("u") == std::vector<int>{200, 7});
+  test::check_error([&] { u8.read<std::int8_t>("u"); }, {"holds 200 at element 0", "8-bit signed integer"});
 }

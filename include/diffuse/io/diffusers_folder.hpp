@@ -13,14 +13,13 @@
 /// (`nn::unet2d<S>::load`, `nn::load_pipeline`) call it, so either layout loads with one call.
 
 #include <filesystem>
-#include <fstream>
 #include <optional>
-#include <sstream>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
 #include "diffuse/detail/json.hpp"
+#include "diffuse/detail/read_file.hpp"
 #include "diffuse/error.hpp"
 
 namespace diffuse {
@@ -86,12 +85,9 @@ inline diffusers_folder diffusers_folder::locate(const std::filesystem::path& fo
   diffusers_folder f;
   if (fs::exists(folder / "model_index.json")) {
     const fs::path index_path = folder / "model_index.json";
-    std::ifstream in(index_path);
-    if (!in) detail::fail(error_kind::io, "cannot open ", index_path.string(), "; expected a readable model_index.json");
-    std::ostringstream text;
-    text << in.rdbuf();
+    const std::string text = detail::read_text_file(index_path, "model_index.json");
     auto bad = [&](const std::string& s) { detail::fail(error_kind::io, index_path.string(), ": ", s); };
-    const nlohmann::json index = detail::parse_config_json(text.str(), "pipeline components", bad);
+    const nlohmann::json index = detail::parse_config_json(text, "pipeline components", bad);
     if (!index.is_object()) bad("expected a JSON object of pipeline components");
     f.kind = layout::pipeline;
     if (index.contains("_class_name") && index["_class_name"].is_string()) f.pipeline_class = index["_class_name"].get<std::string>();

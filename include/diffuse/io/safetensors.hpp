@@ -17,14 +17,17 @@
 #include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
-#include <set>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
 #include <system_error>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
+#include "diffuse/detail/json.hpp"
+#include "diffuse/detail/read_file.hpp"
 #include "diffuse/error.hpp"
 #include "diffuse/io/write_file.hpp"
 
@@ -115,14 +118,292 @@ T load_le(const unsigned char* p) noexcept {
   return std::bit_cast<T>(u);
 }
 
-inline tensor_dtype parse_dtype(const std::string& s, const std::string& name) {
+/// The dtype named `s` ("F32", ...), or nothing for a name safetensors has but diffuse does not read.
+inline std::optional<tensor_dtype> find_dtype(std::string_view s) noexcept {
   static constexpr tensor_dtype all[] = {tensor_dtype::f64, tensor_dtype::f32, tensor_dtype::f16, tensor_dtype::bf16,
                                          tensor_dtype::i64, tensor_dtype::i32, tensor_dtype::i16, tensor_dtype::i8,
                                          tensor_dtype::u8,  tensor_dtype::boolean};
   for (auto d : all)
     if (s == dtype_name(d)) return d;
-  fail(error_kind::io, "tensor \"", name, "\" has unknown dtype \"", s, "\"; expected one of F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL");
+  return std::nullopt;
 }
+
+/// Whether a float or double is finite, from its bits: unlike std::isfinite, not folded away under
+/// -ffast-math, which lets the compiler assume no value is ever NaN or infinite.
+template <class F>
+bool finite_bits(F x) noexcept {
+  static_assert(std::is_same_v<F, float> || std::is_same_v<F, double>);
+  if constexpr (std::is_same_v<F, float>) return (std::bit_cast<std::uint32_t>(x) & 0x7f800000u) != 0x7f800000u;
+  else return (std::bit_cast<std::uint64_t>(x) & 0x7ff0000000000000ull) != 0x7ff0000000000000ull;
+}
+
+/// Whether a float or double is NaN, from its bits (see finite_bits).
+template <class F>
+bool nan_bits(F x) noexcept {
+  static_assert(std::is_same_v<F, float> || std::is_same_v<F, double>);
+  if constexpr (std::is_same_v<F, float>) return (std::bit_cast<std::uint32_t>(x) & 0x7fffffffu) > 0x7f800000u;
+  else return (std::bit_cast<std::uint64_t>(x) & 0x7fffffffffffffffull) > 0x7ff0000000000000ull;
+}
+
+/// SAX handler that turns a safetensors header into the tensor table directly, without a JSON value in
+/// between: memory is the table itself, at most 8 bytes per header byte + 1 MiB (a tensor entry of 50
+/// characters costs about 200 bytes; only a header of many tiny __metadata__ strings could exceed it).
+///
+/// The grammar it accepts: one object whose keys are unique; "__metadata__" maps to an object of
+/// unique keys with string values; every other key maps to an object with exactly "dtype" (a string),
+/// "shape" (at most 16 non-negative integers below 2^63) and "data_offsets" (two non-negative
+/// integers). Each entry is checked against the data section as soon as it closes.
+class safetensors_header_handler : public json_sax_state {
+ public:
+  using json = nlohmann::json;  ///< for the callback types
+
+  /// Fills `tensors` and `metadata`; `data_size` is the byte count of the data section.
+  safetensors_header_handler(std::map<std::string, tensor_info>& tensors, std::map<std::string, std::string>& metadata,
+                             std::size_t header_bytes, std::size_t data_size)
+      : tensors_(tensors), metadata_(metadata), data_size_(data_size),
+        budget_(8 * static_cast<std::uint64_t>(header_bytes) + (std::uint64_t{1} << 20)) {}
+
+  /// Whether the header was one JSON object (checked once parsing completes).
+  bool saw_object() const noexcept { return saw_object_; }
+
+  /// SAX callbacks (nlohmann's json_sax interface).
+  bool null() { return scalar("null", false, 0), true; }
+  /// \copydoc null
+  bool boolean(bool b) { return scalar(b ? "true" : "false", false, 0), true; }
+  /// \copydoc null
+  bool number_integer(json::number_integer_t v) { return scalar(to_text(v), false, 0), true; }
+  /// \copydoc null
+  bool number_unsigned(json::number_unsigned_t v) { return scalar(to_text(v), true, v), true; }
+  /// \copydoc null
+  bool number_float(json::number_float_t, const json::string_t& raw) { return scalar(raw.substr(0, 32), false, 0), true; }
+  /// \copydoc null
+  bool string(json::string_t& s) {
+    if (failed() || skipped_) return true;
+    if (where_ == place::metadata) {
+      charge(96 + metadata_key_.size() + s.size());
+      if (!failed()) metadata_.emplace(std::move(metadata_key_), std::move(s));
+    } else if (where_ == place::entry && field_ == field::dtype) {
+      entry_.dtype_is_string = true;
+      entry_.dtype = s.size() <= 16 ? std::move(s) : s.substr(0, 65);  // no dtype name is longer
+    } else {
+      scalar(json_quote(s, 32), false, 0);
+    }
+    return true;
+  }
+  /// \copydoc null
+  bool binary(json::binary_t&) { return scalar("<binary>", false, 0), true; }
+  /// \copydoc null
+  bool start_object(std::size_t) { return container(true); }
+  /// \copydoc null
+  bool start_array(std::size_t) { return container(false); }
+  /// \copydoc null
+  bool key(json::string_t& k) {
+    if (failed() || skipped_) return true;
+    if (where_ == place::top) {
+      if (k == "__metadata__") {
+        if (seen_metadata_) return refuse("__metadata__ appears twice in the header; expected it at most once"), true;
+        seen_metadata_ = true;
+        top_value_ = place::metadata;
+      } else {
+        if (tensors_.count(k)) return refuse(cat("tensor ", json_quote(k), " appears twice in the header; expected unique names")), true;
+        entry_ = {};
+        entry_.name = std::move(k);
+        top_value_ = place::entry;
+      }
+    } else if (where_ == place::metadata) {
+      if (metadata_.count(k)) return refuse(cat("__metadata__ has the key ", json_quote(k), " twice; expected unique keys")), true;
+      metadata_key_ = std::move(k);
+    } else if (where_ == place::entry) {
+      field f = k == "dtype" ? field::dtype : k == "shape" ? field::shape : k == "data_offsets" ? field::offsets : field::none;
+      if (f == field::none) return malformed(), true;
+      bool& seen = f == field::dtype ? entry_.has_dtype : f == field::shape ? entry_.has_shape : entry_.has_offsets;
+      if (seen) return refuse(cat("entry ", json_quote(entry_.name), " has the key \"", k, "\" twice; expected each of dtype, shape and data_offsets once")), true;
+      seen = true;
+      field_ = f;
+    }
+    return true;
+  }
+  /// \copydoc null
+  bool end_object() {
+    --depth_;
+    if (skipped_) return --skipped_, true;
+    if (failed()) return true;
+    if (where_ == place::entry) {
+      finish_entry();
+      where_ = place::top;
+    } else if (where_ == place::metadata) {
+      where_ = place::top;
+    } else if (where_ == place::top) {
+      where_ = place::done;
+    }
+    return true;
+  }
+  /// \copydoc null
+  bool end_array() {
+    --depth_;
+    if (skipped_) return --skipped_, true;
+    if (failed()) return true;
+    if (where_ == place::shape || where_ == place::offsets) {
+      (where_ == place::shape ? entry_.shape_text : entry_.offsets_text) += "]";
+      where_ = place::entry;
+    }
+    return true;
+  }
+
+ private:
+  enum class place { start, top, metadata, entry, shape, offsets, done };
+  enum class field { none, dtype, shape, offsets };
+  struct element {
+    bool is_unsigned;
+    std::uint64_t value;
+  };
+  struct pending_entry {
+    std::string name, dtype, shape_text = "[", offsets_text = "[";
+    bool has_dtype = false, has_shape = false, has_offsets = false;
+    bool dtype_is_string = false, shape_is_array = false, offsets_is_array = false;
+    std::vector<element> shape, offsets;
+  };
+
+  std::map<std::string, tensor_info>& tensors_;
+  std::map<std::string, std::string>& metadata_;
+  std::size_t data_size_;
+  std::uint64_t used_ = 0, budget_;
+  place where_ = place::start;
+  place top_value_ = place::entry;  // what the value of the last top-level key is
+  field field_ = field::none;       // which field of an entry the next value is
+  int skipped_ = 0;                 // containers open that are not part of the grammar
+  bool saw_object_ = false, seen_metadata_ = false;
+  pending_entry entry_;
+  std::string metadata_key_;
+
+  void malformed() {
+    refuse(cat("entry ", json_quote(entry_.name), " is malformed; expected exactly the keys dtype, shape and data_offsets"));
+  }
+  void charge(std::uint64_t bytes) {
+    used_ += bytes;
+    if (used_ > budget_)
+      refuse(cat("header entries would take more than ", budget_, " bytes of memory (8 per header byte + 1 MiB); expected tensor entries "
+                 "and a short __metadata__"));
+  }
+
+  // A value that is not a container, as text for messages; `is_unsigned` with its value when it is a
+  // non-negative integer.
+  void scalar(const std::string& text, bool is_unsigned, std::uint64_t value) {
+    if (failed() || skipped_) return;
+    switch (where_) {
+      case place::start: break;  // not an object: reported when parsing ends
+      case place::top:
+        if (top_value_ == place::metadata) refuse("__metadata__ is not an object; expected string keys and string values");
+        else malformed();
+        break;
+      case place::metadata: refuse(cat("__metadata__ entry ", json_quote(metadata_key_), " is not a string; expected string values")); break;
+      case place::entry:
+        if (field_ == field::dtype) break;  // dtype_is_string stays false
+        break;                              // a non-array shape or data_offsets: is_array stays false
+      case place::shape: append(entry_.shape, entry_.shape_text, text, is_unsigned, value, 16); break;
+      case place::offsets: append(entry_.offsets, entry_.offsets_text, text, is_unsigned, value, 2); break;
+      case place::done: break;
+    }
+  }
+
+  void append(std::vector<element>& list, std::string& list_text, const std::string& text, bool is_unsigned, std::uint64_t value,
+              std::size_t most) {
+    if (list.size() == most) {
+      // Refused at once: an array is never stored beyond what a valid entry can hold.
+      if (&list == &entry_.shape) refuse(cat("entry ", json_quote(entry_.name), " has a bad shape; expected an array of at most 16 sizes"));
+      else refuse(cat("entry ", json_quote(entry_.name), " has data_offsets ", list_text, ",...]; expected [begin, end] as non-negative integers"));
+      return;
+    }
+    if (!list.empty()) list_text += ",";
+    list_text += text;
+    list.push_back({is_unsigned, value});
+  }
+
+  bool container(bool is_object) {
+    if (!open()) return false;
+    if (failed() || skipped_) return ++skipped_, true;
+    switch (where_) {
+      case place::start:
+        if (is_object) {
+          saw_object_ = true;
+          where_ = place::top;
+          return true;
+        }
+        break;
+      case place::top:
+        if (is_object) {
+          where_ = top_value_;
+          field_ = field::none;
+          return true;
+        }
+        if (top_value_ == place::metadata) refuse("__metadata__ is not an object; expected string keys and string values");
+        else malformed();
+        break;
+      case place::metadata: refuse(cat("__metadata__ entry ", json_quote(metadata_key_), " is not a string; expected string values")); break;
+      case place::entry:
+        if (!is_object && field_ == field::shape) {
+          entry_.shape_is_array = true;
+          where_ = place::shape;
+          return true;
+        }
+        if (!is_object && field_ == field::offsets) {
+          entry_.offsets_is_array = true;
+          where_ = place::offsets;
+          return true;
+        }
+        break;  // a container as dtype, or an object as shape / data_offsets: reported when the entry closes
+      case place::shape: append(entry_.shape, entry_.shape_text, is_object ? "{...}" : "[...]", false, 0, 16); break;
+      case place::offsets: append(entry_.offsets, entry_.offsets_text, is_object ? "{...}" : "[...]", false, 0, 2); break;
+      case place::done: break;
+    }
+    ++skipped_;  // not part of the grammar: followed for its nesting only
+    return true;
+  }
+
+  // The checks of one entry, in the order a reader of the message needs them.
+  void finish_entry() {
+    pending_entry& e = entry_;
+    const std::string name = json_quote(e.name);
+    if (!e.has_dtype || !e.has_shape || !e.has_offsets) return malformed();
+    if (!e.dtype_is_string) return refuse(cat("entry ", name, " has a non-string dtype"));
+    const std::optional<tensor_dtype> dtype = find_dtype(e.dtype);
+    if (!dtype)
+      return refuse(cat("tensor ", name, " has unknown dtype ", json_quote(e.dtype),
+                        "; expected one of F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL"));
+    if (!e.shape_is_array) return refuse(cat("entry ", name, " has a bad shape; expected an array of at most 16 sizes"));
+    // A tensor with any zero dimension is empty; otherwise the element count may not exceed the data
+    // section's byte count at any point, so neither it nor its byte size (<= 8 x data_size) can wrap.
+    bool empty = false;
+    for (const element& d : e.shape) {
+      if (!d.is_unsigned || d.value > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+        return refuse(cat("entry ", name, " has shape ", e.shape_text, "; expected non-negative integers below 2^63"));
+      empty = empty || d.value == 0;
+    }
+    tensor_info t;
+    t.dtype = *dtype;
+    std::uint64_t numel = empty ? 0 : 1;
+    for (const element& d : e.shape) {
+      if (!empty && d.value > data_size_ / numel)
+        return refuse(cat("entry ", name, " has shape ", e.shape_text, ", more elements than the ", data_size_, "-byte data section holds"));
+      numel *= d.value;
+      t.shape.push_back(static_cast<std::int64_t>(d.value));
+    }
+    if (!e.offsets_is_array || e.offsets.size() != 2 || !e.offsets[0].is_unsigned || !e.offsets[1].is_unsigned)
+      return refuse(cat("entry ", name, " has data_offsets ", e.offsets_is_array ? e.offsets_text : std::string("(not an array)"),
+                        "; expected [begin, end] as non-negative integers"));
+    const std::uint64_t b = e.offsets[0].value, end = e.offsets[1].value;
+    if (b > end || end > data_size_)
+      return refuse(cat("entry ", name, " has data_offsets [", b, ", ", end, "]; expected 0 <= begin <= end <= ", data_size_, " (the data section)"));
+    if (end - b != numel * dtype_size(t.dtype))
+      return refuse(cat("entry ", name, " spans ", end - b, " bytes; expected ", numel * dtype_size(t.dtype), " for ", dtype_name(t.dtype),
+                        " of shape ", e.shape_text));
+    t.begin = static_cast<std::size_t>(b);
+    t.end = static_cast<std::size_t>(end);
+    // A map node, the name and the shape, with the allocator's rounding.
+    charge(160 + e.name.size() + 8 * t.shape.size());
+    if (!failed()) tensors_.emplace(std::move(e.name), std::move(t));
+  }
+};
 
 }  // namespace detail
 
@@ -137,28 +418,50 @@ class safetensors_file {
  public:
   /// Largest header accepted, as in the reference implementation (100 MB).
   static constexpr std::uint64_t max_header_bytes = 100'000'000;
+  /// Largest file load() reads (256 GiB): far above any diffusers checkpoint, and the whole file is held
+  /// in memory, so a larger one could not be loaded anyway.
+  static constexpr std::uint64_t max_file_bytes = std::uint64_t{256} << 30;
   /// Deepest JSON nesting accepted in a header (a valid one needs 3).
-  static constexpr int max_json_depth = 8;
+  static constexpr int max_json_depth = detail::max_json_depth;
 
-  /// Reads and validates a file.
+  /// Reads and validates a file. The header is read and checked before the data section is allocated,
+  /// so a hostile header costs its own size, never the size it claims for the data.
+  /// \throws diffuse::error (io) when the path is not a readable regular file (a directory, FIFO or
+  ///         device is named as such), the file changes size while being read, or it is not a valid
+  ///         safetensors file (see from_bytes).
   static safetensors_file load(const std::filesystem::path& path) {
-    std::error_code ec;
-    const auto size = std::filesystem::file_size(path, ec);
-    if (ec) detail::fail(error_kind::io, "cannot read safetensors file ", path.string(), " (", ec.message(), "); expected an existing, readable file");
-    std::ifstream in(path, std::ios::binary);
-    if (!in) detail::fail(error_kind::io, "cannot open safetensors file ", path.string(), "; expected a readable file");
-    std::vector<unsigned char> bytes(static_cast<std::size_t>(size));
-    if (size && !in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(size)))
-      detail::fail(error_kind::io, "reading safetensors file ", path.string(), " failed after ", in.gcount(), " of ", size, " bytes");
-    return from_bytes(std::move(bytes), path.string());
+    detail::regular_file in(path, "safetensors file", max_file_bytes);
+    safetensors_file f;
+    f.origin_ = path.string();
+    unsigned char length[8] = {};
+    const std::uint64_t size = in.size();
+    if (size >= 8) in.read(length, 8);
+    const std::size_t n = f.check_length(size, length);
+    std::string header(n, '\0');
+    in.read(header.data(), n);
+    const std::size_t data_size = static_cast<std::size_t>(size - 8 - n);
+    f.parse_header(header, data_size);
+    header = std::string();  // freed before the data section is allocated
+    f.bytes_.resize(data_size);
+    in.read(f.bytes_.data(), data_size);
+    in.finish();
+    return f;
   }
 
   /// Validates bytes already in memory; `origin` names them in messages.
+  /// \throws diffuse::error (io) for a file shorter than its header length says; a header longer than
+  ///         max_header_bytes, starting with a byte-order mark, not valid JSON, nested deeper than
+  ///         max_json_depth, or with a key twice in one object; an entry without exactly dtype, shape and
+  ///         data_offsets, of an unknown dtype, or whose byte range is outside the data section or does
+  ///         not match its shape; and data ranges that overlap, leave a gap, or end before the file does
+  ///         (as the reference reader refuses them).
   static safetensors_file from_bytes(std::vector<unsigned char> bytes, std::string origin = "<memory>") {
     safetensors_file f;
     f.origin_ = std::move(origin);
     f.bytes_ = std::move(bytes);
-    f.parse();
+    const std::size_t n = f.check_length(f.bytes_.size(), f.bytes_.data());
+    f.data_offset_ = 8 + n;
+    f.parse_header(std::string_view(reinterpret_cast<const char*>(f.bytes_.data() + 8), n), f.bytes_.size() - 8 - n);
     return f;
   }
 
@@ -209,127 +512,111 @@ class safetensors_file {
       if (is_float || t.dtype == tensor_dtype::boolean)
         detail::fail(error_kind::io, "tensor \"", name, "\" in ", origin_, " has dtype ", dtype_name(t.dtype), "; expected an integer dtype");
     }
+    using detail::load_le;
     const unsigned char* p = data_begin() + t.begin;
-    const std::size_t w = dtype_size(t.dtype);
-    for (std::size_t i = 0; i < out.size(); ++i, p += w) out[i] = convert<T>(t.dtype, p);
+    // Each T compiles only the conversions its kind allows (the dtype was checked above).
+    if constexpr (std::is_floating_point_v<T>) {
+      switch (t.dtype) {
+        case tensor_dtype::f64: return convert(name, p, dtype_size(t.dtype), out, [](const unsigned char* q) { return load_le<double>(q); });
+        case tensor_dtype::f32: return convert(name, p, dtype_size(t.dtype), out, [](const unsigned char* q) { return load_le<float>(q); });
+        case tensor_dtype::f16: return convert(name, p, dtype_size(t.dtype), out, [](const unsigned char* q) { return detail::half_to_float(load_le<std::uint16_t>(q)); });
+        case tensor_dtype::bf16: return convert(name, p, dtype_size(t.dtype), out, [](const unsigned char* q) { return detail::bf16_to_float(load_le<std::uint16_t>(q)); });
+        default: break;
+      }
+    } else {
+      switch (t.dtype) {
+        case tensor_dtype::i64: return convert(name, p, dtype_size(t.dtype), out, [](const unsigned char* q) { return load_le<std::int64_t>(q); });
+        case tensor_dtype::i32: return convert(name, p, dtype_size(t.dtype), out, [](const unsigned char* q) { return load_le<std::int32_t>(q); });
+        case tensor_dtype::i16: return convert(name, p, dtype_size(t.dtype), out, [](const unsigned char* q) { return load_le<std::int16_t>(q); });
+        case tensor_dtype::i8: return convert(name, p, dtype_size(t.dtype), out, [](const unsigned char* q) { return static_cast<std::int8_t>(*q); });
+        case tensor_dtype::u8: return convert(name, p, dtype_size(t.dtype), out, [](const unsigned char* q) { return static_cast<std::uint8_t>(*q); });
+        default: break;
+      }
+    }
   }
 
  private:
   std::string origin_;
   std::vector<unsigned char> bytes_;
-  std::size_t header_bytes_ = 0;
+  std::size_t data_offset_ = 0;  // where the data section starts in bytes_ (0: bytes_ holds only the data)
   std::map<std::string, tensor_info> tensors_;
   std::map<std::string, std::string> metadata_;
 
-  const unsigned char* data_begin() const { return bytes_.data() + 8 + header_bytes_; }
+  const unsigned char* data_begin() const { return bytes_.data() + data_offset_; }
 
-  template <class T>
-  static T convert(tensor_dtype d, const unsigned char* p) {
-    using detail::load_le;
-    switch (d) {
-      case tensor_dtype::f64: return static_cast<T>(load_le<double>(p));
-      case tensor_dtype::f32: return static_cast<T>(load_le<float>(p));
-      case tensor_dtype::f16: return static_cast<T>(detail::half_to_float(load_le<std::uint16_t>(p)));
-      case tensor_dtype::bf16: return static_cast<T>(detail::bf16_to_float(load_le<std::uint16_t>(p)));
-      case tensor_dtype::i64: return static_cast<T>(load_le<std::int64_t>(p));
-      case tensor_dtype::i32: return static_cast<T>(load_le<std::int32_t>(p));
-      case tensor_dtype::i16: return static_cast<T>(load_le<std::int16_t>(p));
-      case tensor_dtype::i8: return static_cast<T>(static_cast<std::int8_t>(*p));
-      case tensor_dtype::u8: case tensor_dtype::boolean: return static_cast<T>(*p);
+  // Decodes every element with `load` and converts it to T, refusing a conversion that would change the
+  // value beyond rounding: an integer outside T's range (2^40 + 5 as int32 would wrap to 5), or a finite
+  // double beyond float's range (1e300 would become inf). NaN and infinities convert as they are.
+  template <class T, class Load>
+  void convert(const std::string& name, const unsigned char* p, std::size_t w, std::span<T> out, Load load) const {
+    using Src = decltype(load(p));
+    for (std::size_t i = 0; i < out.size(); ++i, p += w) {
+      const Src v = load(p);
+      if constexpr (std::is_integral_v<T>) {
+        // Through intmax_t / uintmax_t so that bool and the character types (which std::in_range refuses)
+        // are checked too.
+        constexpr auto lo = static_cast<std::intmax_t>(std::numeric_limits<T>::min());
+        constexpr auto hi = static_cast<std::uintmax_t>(std::numeric_limits<T>::max());
+        if (std::cmp_less(v, lo) || std::cmp_greater(v, hi))
+          detail::fail(error_kind::io, "tensor \"", name, "\" in ", origin_, " holds ", v, " at element ", i, ", outside the range [",
+                       lo, ", ", hi, "] of the ", sizeof(T) * 8, "-bit ",
+                       std::is_signed_v<T> ? "signed" : "unsigned", " integer type asked for; expected a wider type, or values that fit");
+      } else if constexpr (sizeof(T) < sizeof(Src)) {
+        constexpr Src most = static_cast<Src>(std::numeric_limits<T>::max());
+        if (detail::finite_bits(v) && (v > most || v < -most))
+          detail::fail(error_kind::io, "tensor \"", name, "\" in ", origin_, " holds ", v, " at element ", i, ", beyond the range of the ",
+                       sizeof(T) * 8, "-bit float asked for (largest ", std::numeric_limits<T>::max(), "); expected read<double>, or values within range");
+      }
+      out[i] = static_cast<T>(v);
     }
-    return T{};
   }
 
   [[noreturn]] void bad(const std::string& what) const { detail::fail(error_kind::io, origin_, ": ", what); }
 
-  void parse() {
-    using json = nlohmann::json;
-    if (bytes_.size() < 8) bad(detail::cat("file has ", bytes_.size(), " bytes; expected at least 8 (the header length)"));
-    const std::uint64_t n = detail::load_le<std::uint64_t>(bytes_.data());
+  // The header length from the first 8 bytes of a file of `size` bytes, checked against the cap and the
+  // size; `length` is read only when size >= 8.
+  std::size_t check_length(std::uint64_t size, const unsigned char* length) const {
+    if (size < 8) bad(detail::cat("file has ", size, " bytes; expected at least 8 (the header length)"));
+    const std::uint64_t n = detail::load_le<std::uint64_t>(length);
     if (n > max_header_bytes) bad(detail::cat("header claims ", n, " bytes; expected at most ", max_header_bytes));
-    if (n > bytes_.size() - 8)
-      bad(detail::cat("header claims ", n, " bytes but only ", bytes_.size() - 8, " follow the length; the file is truncated or not safetensors"));
+    if (n > size - 8)
+      bad(detail::cat("header claims ", n, " bytes but only ", size - 8, " follow the length; the file is truncated or not safetensors"));
     if (n < 2) bad("header is empty; expected a JSON object");
-    header_bytes_ = static_cast<std::size_t>(n);
-    const std::size_t data_size = bytes_.size() - 8 - header_bytes_;
-    const auto* text = reinterpret_cast<const char*>(bytes_.data() + 8);
+    return static_cast<std::size_t>(n);
+  }
 
-    // Duplicate names and deep nesting are refused while parsing: nlohmann would keep the last duplicate
-    // silently and recurse without bound.
-    std::set<std::string> top_keys;
-    std::string duplicate;
-    bool too_deep = false;
-    auto guard = [&](int depth, json::parse_event_t event, json& parsed) {
-      if (depth > max_json_depth) too_deep = true;
-      if (event == json::parse_event_t::key && depth == 1 && !top_keys.insert(parsed.get<std::string>()).second && duplicate.empty())
-        duplicate = parsed.get<std::string>();
-      return !too_deep;
-    };
-    json header;
-    try {
-      header = json::parse(text, text + header_bytes_, guard);
-    } catch (const json::exception& e) {
-      if (too_deep) bad(detail::cat("header JSON nests deeper than ", max_json_depth, " levels; expected a flat object of tensors"));
-      bad(detail::cat("header is not valid JSON (", e.what(), ")"));
-    }
-    if (too_deep) bad(detail::cat("header JSON nests deeper than ", max_json_depth, " levels; expected a flat object of tensors"));
-    if (!duplicate.empty()) bad(detail::cat("tensor \"", duplicate, "\" appears twice in the header; expected unique names"));
-    if (!header.is_object()) bad("header is not a JSON object; expected {\"name\": {\"dtype\", \"shape\", \"data_offsets\"}, ...}");
+  void parse_header(std::string_view text, std::size_t data_size) {
+    if (detail::starts_with_bom(text))
+      bad("header starts with a UTF-8 byte-order mark; expected JSON text without one (the reference reader refuses it)");
+    if (const std::size_t at = detail::first_nul(text); at != std::string_view::npos)
+      bad(detail::cat("header is not valid JSON (a NUL byte at offset ", at, "; expected JSON text, which has none; pad with spaces)"));
+    detail::safetensors_header_handler handler(tensors_, metadata_, text.size(), data_size);
+    nlohmann::json::sax_parse(text.data(), text.data() + text.size(), &handler);
+    if (handler.too_deep()) bad(detail::cat("header JSON nests deeper than ", max_json_depth, " levels; expected a flat object of tensors"));
+    if (!handler.syntax_error().empty()) bad(detail::cat("header is not valid JSON (", handler.syntax_error(), ")"));
+    if (!handler.problem().empty()) bad(handler.problem());
+    if (!handler.saw_object()) bad("header is not a JSON object; expected {\"name\": {\"dtype\", \"shape\", \"data_offsets\"}, ...}");
 
+    // The reference reader requires the tensors, in order of their offsets, to tile the data section
+    // exactly: no overlap (two tensors sharing bytes), no gap and nothing after the last one (bytes no
+    // tensor owns, where a polyglot file could hide a second payload).
     std::vector<std::pair<std::size_t, std::size_t>> ranges;
-    for (auto it = header.begin(); it != header.end(); ++it) {
-      const std::string& name = it.key();
-      const json& v = it.value();
-      if (name == "__metadata__") {
-        if (!v.is_object()) bad("__metadata__ is not an object; expected string keys and string values");
-        for (auto m = v.begin(); m != v.end(); ++m) {
-          if (!m.value().is_string()) bad(detail::cat("__metadata__ entry \"", m.key(), "\" is not a string; expected string values"));
-          metadata_[m.key()] = m.value().get<std::string>();
-        }
-        continue;
-      }
-      if (!v.is_object() || !v.contains("dtype") || !v.contains("shape") || !v.contains("data_offsets") || v.size() != 3)
-        bad(detail::cat("entry \"", name, "\" is malformed; expected exactly the keys dtype, shape and data_offsets"));
-      if (!v["dtype"].is_string()) bad(detail::cat("entry \"", name, "\" has a non-string dtype"));
-      tensor_info t;
-      t.dtype = detail::parse_dtype(v["dtype"].get<std::string>(), name);
-      const json& shape = v["shape"];
-      if (!shape.is_array() || shape.size() > 16) bad(detail::cat("entry \"", name, "\" has a bad shape; expected an array of at most 16 sizes"));
-      // A tensor with any zero dimension is empty; otherwise the element count may not exceed the data
-      // section's byte count at any point, so neither it nor its byte size (≤ 8 × data_size) can wrap.
-      bool empty = false;
-      for (const json& d : shape) {
-        if (!d.is_number_unsigned() || d.get<std::uint64_t>() > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
-          bad(detail::cat("entry \"", name, "\" has shape ", shape.dump(), "; expected non-negative integers below 2^63"));
-        empty = empty || d.get<std::uint64_t>() == 0;
-      }
-      std::uint64_t numel = empty ? 0 : 1;
-      for (const json& d : shape) {
-        const std::uint64_t dim = d.get<std::uint64_t>();
-        if (!empty && dim > data_size / numel)
-          bad(detail::cat("entry \"", name, "\" has shape ", shape.dump(), ", more elements than the ", data_size, "-byte data section holds"));
-        numel *= dim;
-        t.shape.push_back(static_cast<std::int64_t>(dim));
-      }
-      const json& off = v["data_offsets"];
-      if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
-        bad(detail::cat("entry \"", name, "\" has data_offsets ", off.dump(), "; expected [begin, end] as non-negative integers"));
-      const std::uint64_t b = off[0].get<std::uint64_t>(), e = off[1].get<std::uint64_t>();
-      if (b > e || e > data_size)
-        bad(detail::cat("entry \"", name, "\" has data_offsets [", b, ", ", e, "]; expected 0 <= begin <= end <= ", data_size, " (the data section)"));
-      if (e - b != numel * dtype_size(t.dtype))
-        bad(detail::cat("entry \"", name, "\" spans ", e - b, " bytes; expected ", numel * dtype_size(t.dtype), " for ", dtype_name(t.dtype),
-                        " of shape ", shape.dump()));
-      t.begin = static_cast<std::size_t>(b);
-      t.end = static_cast<std::size_t>(e);
-      if (t.end > t.begin) ranges.emplace_back(t.begin, t.end);
-      tensors_.emplace(name, std::move(t));
-    }
+    ranges.reserve(tensors_.size());
+    for (const auto& [name, t] : tensors_) ranges.emplace_back(t.begin, t.end);
     std::sort(ranges.begin(), ranges.end());
-    for (std::size_t i = 1; i < ranges.size(); ++i)
-      if (ranges[i].first < ranges[i - 1].second)
+    std::size_t covered = 0;
+    for (std::size_t i = 0; i < ranges.size(); ++i) {
+      if (ranges[i].first < covered)
         bad(detail::cat("tensor data ranges [", ranges[i - 1].first, ", ", ranges[i - 1].second, ") and [", ranges[i].first, ", ",
                         ranges[i].second, ") overlap; expected disjoint ranges"));
+      if (ranges[i].first > covered)
+        bad(detail::cat("bytes [", covered, ", ", ranges[i].first, ") of the data section belong to no tensor; expected tensors packed "
+                        "without gaps, as the reference reader requires"));
+      covered = ranges[i].second;
+    }
+    if (covered != data_size)
+      bad(detail::cat(data_size - covered, " bytes follow the last tensor's data (the data section has ", data_size, " bytes, the tensors end at ",
+                      covered, "); expected the file to end where its last tensor does, as the reference reader requires"));
   }
 };
 

@@ -12,13 +12,12 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "diffuse/detail/json.hpp"
+#include "diffuse/detail/read_file.hpp"
 #include "diffuse/error.hpp"
 #include "diffuse/posterior.hpp"
 #include "diffuse/schedule.hpp"
@@ -121,13 +120,10 @@ struct scheduler_config {
   }
 
   /// Reads and parses a scheduler_config.json file.
-  /// \throws diffuse::error (io) when the file cannot be read, and as from_json.
+  /// \throws diffuse::error (io) when the path is not a readable regular file (a directory, FIFO or device
+  ///         is named as such) or is larger than 32 MiB, and as from_json.
   static scheduler_config load(const std::filesystem::path& path) {
-    std::ifstream in(path);
-    if (!in) detail::fail(error_kind::io, "cannot open ", path.string(), "; expected a readable scheduler_config.json");
-    std::ostringstream s;
-    s << in.rdbuf();
-    return from_json(s.str(), path.string());
+    return from_json(detail::read_text_file(path, "scheduler_config.json"), path.string());
   }
 };
 

@@ -82,6 +82,13 @@ class weight_reader {
     std::size_t n = 1;
     for (auto d : shape) n *= static_cast<std::size_t>(d);
     file_.read_into<S>(name, std::span<S>(dst, n));
+    // A NaN or infinite weight makes every forward NaN; refused here, where the tensor can be named,
+    // rather than at the first step, where only "the model output" could be blamed. Checked on the bits
+    // so that -ffast-math cannot remove the test.
+    for (std::size_t i = 0; i < n; ++i)
+      if (!diffuse::detail::finite_bits(dst[i]))
+        diffuse::detail::fail(error_kind::model, "tensor \"", name, "\" in ", file_.origin(), " holds ", diffuse::detail::nan_bits(dst[i]) ? "NaN" : "an infinity",
+                              " at element ", i, " of ", n, "; expected finite weights (the checkpoint is corrupt or diverged in training)");
     used_.insert(name);
   }
 

@@ -11,14 +11,13 @@
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "diffuse/detail/json.hpp"
+#include "diffuse/detail/read_file.hpp"
 #include "diffuse/error.hpp"
 
 namespace diffuse {
@@ -77,6 +76,8 @@ struct unet_config {
   /// Parses config.json text.
   static unet_config from_json(const std::string& text, const std::string& origin = "config.json");
   /// Reads and parses a config.json file.
+  /// \throws diffuse::error (io) when the path is not a readable regular file (a directory, FIFO or device
+  ///         is named as such) or is larger than 32 MiB; (model) as from_json.
   static unet_config load(const std::filesystem::path& path);
 };
 
@@ -249,11 +250,7 @@ inline unet_config unet_config::from_json(const std::string& text, const std::st
 }
 
 inline unet_config unet_config::load(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  if (!in) detail::fail(error_kind::io, "cannot open ", path.string(), "; expected a readable config.json");
-  std::ostringstream s;
-  s << in.rdbuf();
-  return from_json(s.str(), path.string());
+  return from_json(detail::read_text_file(path, "config.json"), path.string());
 }
 
 DIFFUSE_END_NAMESPACE

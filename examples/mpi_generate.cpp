@@ -5,6 +5,8 @@
 //   mpirun -np 4 ./build/examples/mpi_generate --count 80 --output digits.png --raw digits.safetensors
 #include <mpi.h>
 
+#include <limits>
+
 #include "support/generation.hpp"
 
 int main(int argc, char** argv) {
@@ -15,12 +17,10 @@ int main(int argc, char** argv) {
   examples::settings s;
   CLI::App app{"Generate handwritten digits over MPI ranks; rank 0 writes one grid."};
   examples::add_generation_options(app, s);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    const int code = rank == 0 ? app.exit(e) : (e.get_exit_code() == 0 ? 0 : 1);
+  // Every rank parses the same command line; rank 0 alone prints help or the error.
+  if (const int status = examples::parse_command_line(app, argc, argv, "mpi_generate", rank == 0); status >= 0) {
     MPI_Finalize();
-    return code;
+    return status;
   }
   int status = 0;
   try {
@@ -29,6 +29,10 @@ int main(int argc, char** argv) {
     auto part = examples::generate_digits(s, first, last);
     // Gather every rank's samples and labels, in rank order (= global index order), on rank 0.
     const int per = part.channels * part.height * part.width, mine = static_cast<int>(part.labels.size());
+    // MPI counts are int: the gathered values must fit.
+    if (static_cast<long long>(s.count) * per > std::numeric_limits<int>::max())
+      examples::usage_error("--count " + std::to_string(s.count) + " gives more than 2^31 - 1 values to gather; expected at most " +
+                            std::to_string(std::numeric_limits<int>::max() / per) + " samples per run");
     std::vector<int> counts(ranks), offsets(ranks), value_counts(ranks), value_offsets(ranks);
     MPI_Gather(&mine, 1, MPI_INT, counts.data(), 1, MPI_INT, 0, MPI_COMM_WORLD);
     examples::generated all = part;
@@ -55,8 +59,8 @@ int main(int argc, char** argv) {
     }
   } catch (const std::exception& e) {
     std::cerr << "mpi_generate (rank " << rank << "): " << e.what() << "\n";
-    status = 1;
-    MPI_Abort(MPI_COMM_WORLD, 1);
+    status = dynamic_cast<const examples::usage_exception*>(&e) ? examples::exit_status::usage : examples::exit_status::failure;
+    MPI_Abort(MPI_COMM_WORLD, status);
   }
   MPI_Finalize();
   return status;

@@ -133,6 +133,12 @@ TEST_CASE("catalogue: noise schedule parameters") {
                {"beta[1] = 1 before the last timestep"});
   expect_error("from_alphas_cumprod increasing", [] { noise_schedule::from_alphas_cumprod({0.9, 0.95}); },
                {"alpha_bar[1] = 0.95 after 0.9", "strictly decreasing"});
+  expect_error("linear(T = 80000): alpha_bar underflows", [] { noise_schedule::linear(80000); },
+               {"[diffuse.schedule]", "underflows the double range", "fewer timesteps or smaller betas"});
+  expect_error("linear(beta_start = 1e-20): alpha_bar_0 = 1", [] { noise_schedule::linear(1000, 1e-20, 0.02); },
+               {"alpha_bar[0] = 1", "divides by 1 - alpha_bar = 0"});
+  expect_error("from_betas with a beta below alpha_bar's resolution", [] { noise_schedule::from_betas({0.1, 1e-20}); },
+               {"alpha_bar[1]", "strictly decreasing"});
   expect_error("zero-SNR rescale of T = 1", [] { noise_schedule::linear(1).rescaled_zero_terminal_snr(); }, {"needs T >= 2"});
   expect_error("alpha_bar(T)", [] { (void)schedule1000().alpha_bar(1000); }, {"[diffuse.timesteps]", "timestep 1000 is out of range"});
 }
@@ -186,6 +192,30 @@ TEST_CASE("catalogue: tensor shapes and sampler options") {
   expect_error("batch 0", [&] {
     ddim.step<float>(0, {.x_t = x, .model_output = out, .noise = noise, .x_prev = prev}, {.batch = 0, .channels = 3, .spatial = 4});
   }, {"has no elements"});
+  expect_error("x_prev aliasing x_t shifted by one element", [&] {
+    std::vector<float> buf(shape.numel() + 1);
+    ddim.step<float>(0, {.x_t = std::span<const float>(buf).first(24), .model_output = out, .noise = noise,
+                         .x_prev = std::span<float>(buf).subspan(1)}, shape);
+  }, {"[diffuse.argument]", "x_prev overlaps x_t shifted by 1 elements", "(in place) or a separate buffer"});
+  expect_error("x_prev in the model output", [&] {
+    ddim.step<float>(0, {.x_t = x, .model_output = out, .noise = noise, .x_prev = out}, shape);
+  }, {"x_prev shares memory with the model output"});
+  expect_error("x0 output over x_t", [&] {
+    ddim.step<float>(0, {.x_t = x, .model_output = out, .noise = noise, .x_prev = prev, .x0 = x}, shape);
+  }, {"x0 shares memory with x_t"});
+  expect_error("sample() with batch 0 refuses before calling the model", [&] {
+    bool called = false;
+    std::vector<float> none;
+    diffuse::sample(ddim, [&](std::span<const float>, int, std::span<float>) { called = true; }, std::span<float>(none),
+                    {.batch = 0, .channels = 3, .spatial = 4});
+    CHECK(!called);
+  }, {"[diffuse.shape]", "has no elements"});
+  expect_error("img2img_noise at t = -1", [&] {
+    diffuse::img2img_noise<float>(sched, -1, x, std::span<float>(prev), shape, 0);
+  }, {"[diffuse.timesteps]", "img2img timestep -1 is out of range"});
+  expect_error("img2img_noise into x0 itself", [&] {
+    diffuse::img2img_noise<float>(sched, 10, x, std::span<float>(x), shape, 0);
+  }, {"x shares memory with x0"});
   // (2^62 + 1)·4 wraps to 4 in size_t: without the saturating product a 4-element buffer would pass the size
   // check and the step would walk 2^62 items past its end.
   expect_error("shape whose element count overflows size_t", [&] {
@@ -266,6 +296,10 @@ TEST_CASE("catalogue: guidance options") {
     diffuse::sample(ddim, model, std::span<float>(x), shape, {}, diffuse::no_callback{},
                     diffuse::guidance(diffuse::classifier_free_guidance(model, -1.0)));
   }, {"classifier-free guidance scale -1"});
+  expect_error("CFG scale 1e308 overflowing finite outputs (named, not blamed on the model)", [&] {
+    std::vector<float> c{1.0f, 2.0f, 3.0f, 4.0f}, u{0.0f, 0.0f, 0.0f, 0.0f};
+    diffuse::apply_cfg<float>(c, u, {.batch = 1, .channels = 1, .spatial = 4}, 1e308);
+  }, {"[diffuse.guidance]", "scale 1e+308 overflows the finite model outputs of item 0"});
   expect_error("per-step scale returning NaN", [&] {
     auto scale = [](int, int) { return not_a_number; };
     diffuse::sample(ddim, model, std::span<float>(x), shape, {}, diffuse::no_callback{},
@@ -411,6 +445,9 @@ TEST_CASE("catalogue: malformed scheduler_config.json") {
   expect_error("steps_offset -1", [&] { cfg(R"({"steps_offset": -1})"); }, {"steps_offset is -1"});
   expect_error("zero-SNR rescale of one timestep", [&] { cfg(R"({"num_train_timesteps": 1, "rescale_betas_zero_snr": true})"); },
                {"needs T >= 2"});
+  expect_error("zero-SNR rescale of a 100,000-step linear schedule (a fuzzer finding: NaN betas)", [&] {
+    cfg(R"({"num_train_timesteps": 100000, "rescale_betas_zero_snr": true})");
+  }, {"[diffuse.schedule]", "underflows the double range"});
   expect_error("load(): no such file", [] { diffuse::scheduler_config::load("/nonexistent/scheduler_config.json"); }, {"cannot open"});
 }
 

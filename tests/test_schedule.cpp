@@ -5,6 +5,7 @@
 #include <limits>
 #include <map>
 #include <numbers>
+#include <string>
 
 #include "diffuse/schedule.hpp"
 #include "support.hpp"
@@ -162,4 +163,74 @@ TEST_CASE("bad schedule parameters raise diffuse::error naming the value") {
   const auto s = noise_schedule::linear(10);
   check_error([&] { (void)s.beta(10); }, {"[diffuse.timesteps]", "timestep 10 is out of range", "0 <= t < 10"});
   check_error([&] { (void)s.alpha_bar(-2); }, {"timestep -2 is out of range"});
+}
+
+// Construction-time validation: no schedule exists whose tables are unusable.
+TEST_CASE("every factory gives finite tables and a strictly decreasing alpha_bar in (0, 1), T = 1 … 60,000") {
+  using factory = noise_schedule (*)(int);
+  const std::pair<const char*, factory> factories[] = {
+      {"linear", [](int T) { return noise_schedule::linear(T); }},
+      {"linear_scaled", [](int T) { return noise_schedule::linear_scaled(T); }},
+      {"scaled_linear", [](int T) { return noise_schedule::scaled_linear(T); }},
+      {"cosine", [](int T) { return noise_schedule::cosine(T); }},
+      {"sigmoid", [](int T) { return noise_schedule::sigmoid(T); }}};
+  const auto finite = [](double v) { return std::isfinite(v); };
+  for (const auto& [name, make] : factories)
+    for (int T : {1, 2, 3, 10, 1000, 10000, 60000})
+      for (bool zero_snr : {false, true}) {
+        if (zero_snr && T < 2) continue;
+        if (std::string(name) == "linear_scaled" && T < 20) continue;  // beta_end = 0.02·1000/T exceeds 1 (refused)
+        CAPTURE(name);
+        CAPTURE(T);
+        CAPTURE(zero_snr);
+        const auto s = zero_snr ? make(T).rescaled_zero_terminal_snr() : make(T);
+        double prev = 1.0;
+        for (int t = 0; t < T; ++t) {
+          const double ab = s.alpha_bar(t);
+          if (zero_snr && t == T - 1) {
+            REQUIRE(ab == 0.0);
+          } else {
+            REQUIRE(ab >= std::numeric_limits<double>::min());
+            REQUIRE(ab < prev);
+          }
+          prev = ab;
+          REQUIRE(finite(s.beta(t)));
+          REQUIRE(finite(s.posterior_variance(t)));
+          REQUIRE(finite(s.posterior_log_variance_clipped(t)));
+          REQUIRE(finite(s.posterior_mean_coef1(t)));
+          REQUIRE(finite(s.posterior_mean_coef2(t)));
+        }
+      }
+}
+
+TEST_CASE("a schedule whose alpha_bar underflows is refused at the first such t, rescaled or not") {
+  // Linear 1e-4 … 0.02 destroys e^-703 of the signal by T = 70,000; at T = 80,000 ᾱ leaves the normal double
+  // range. The zero-terminal-SNR rescale of such a schedule used to produce NaN betas (0/0).
+  constexpr int T = 80000;
+  double prod = 1.0;
+  int first = -1;
+  for (int t = 0; t < T; ++t) {
+    prod *= 1.0 - (1e-4 + t * ((0.02 - 1e-4) / (T - 1)));  // the factory's linspace
+    if (prod < std::numeric_limits<double>::min()) {
+      first = t;
+      break;
+    }
+  }
+  REQUIRE(first > 0);
+  const std::string at = "alpha_bar[" + std::to_string(first) + "]";
+  test::check_error([] { noise_schedule::linear(T); }, {"[diffuse.schedule]", at, "underflows the double range"});
+  test::check_error([] { (void)noise_schedule::linear(T).rescaled_zero_terminal_snr(); }, {at, "underflows"});
+  test::check_error([] { noise_schedule::sigmoid(200000); }, {"underflows"});
+}
+
+TEST_CASE("alpha_bar_0 = 1 and equal neighbouring alpha_bar are refused, naming the beta") {
+  test::check_error([] { noise_schedule::linear(1000, 1e-20, 0.02); },
+              {"[diffuse.schedule]", "alpha_bar[0] = 1", "beta[0] = 1e-20", "divides by 1 - alpha_bar = 0"});
+  test::check_error([] { noise_schedule::from_betas({5e-324, 0.1}); }, {"alpha_bar[0] = 1", "beta[0] = 5e-324"});
+  test::check_error([] { noise_schedule::from_betas({0.1, 1e-20, 0.1}); },
+              {"alpha_bar[1] = 0.9", "is not below alpha_bar[0] = 0.9", "strictly decreasing"});
+  // A one-step schedule with β = 1 is the degenerate zero-terminal-SNR schedule: allowed, finite tables.
+  const auto one = noise_schedule::from_betas({1.0});
+  CHECK(one.alpha_bar(0) == 0.0);
+  CHECK(std::isfinite(one.posterior_log_variance_clipped(0)));
 }

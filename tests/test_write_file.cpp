@@ -137,3 +137,44 @@ TEST_CASE("two concurrent writers: a reader only ever sees one complete file") {
   CHECK(entries(d) == 1);
   fs::remove_all(d);
 }
+
+TEST_CASE("write_files is all-or-nothing: a failing target leaves the others as they were") {
+  const fs::path d = fresh_dir("several"), a = d / "a.bin", b = d / "b.bin";
+  diffuse::write_file(a, bytes_of("old a"));
+  // The second target's directory is missing: staging fails before anything is renamed.
+  CHECK_THROWS_AS(diffuse::write_files({{a, bytes_of("new a")}, {d / "missing" / "b.bin", bytes_of("new b")}}), diffuse::error);
+  CHECK(slurp(a) == "old a");
+  CHECK(entries(d) == 1);  // no temporary left
+  if (fs::exists("/dev/full")) {
+    // A device is written before any rename: its failure leaves the regular target untouched.
+    try {
+      diffuse::write_files({{a, bytes_of("new a")}, {"/dev/full", bytes_of("png")}});
+      FAIL("expected an error");
+    } catch (const diffuse::error& e) {
+      CHECK(std::string(e.what()).find("No space left on device") != std::string::npos);
+    }
+    CHECK(slurp(a) == "old a");
+    CHECK(entries(d) == 1);
+  }
+  diffuse::write_files({{a, bytes_of("new a")}, {b, bytes_of("new b")}});
+  CHECK(slurp(a) == "new a");
+  CHECK(slurp(b) == "new b");
+  CHECK(entries(d) == 2);
+  fs::remove_all(d);
+}
+
+TEST_CASE("a staged file that is never committed leaves nothing; committing twice is refused") {
+  const fs::path d = fresh_dir("staged"), p = d / "out.bin";
+  const auto bytes = bytes_of("staged");
+  {
+    diffuse::staged_file f(p, bytes);
+    CHECK(entries(d) == 1);  // the temporary
+    CHECK(!fs::exists(p));
+  }
+  CHECK(entries(d) == 0);
+  diffuse::staged_file f(p, bytes);
+  f.commit();
+  CHECK(slurp(p) == "staged");
+  CHECK_THROWS_AS(f.commit(), diffuse::error);
+  fs::remove_all(d);
+}

@@ -7,10 +7,12 @@
 #include <CLI/CLI.hpp>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -75,7 +77,56 @@ inline std::string default_model_dir() {
   return "models/digits";
 }
 
-[[noreturn]] inline void usage_error(const std::string& what) { throw std::invalid_argument(what); }
+/// A value the user gave that cannot be used: the programs exit with status 2 (see exit_status).
+struct usage_exception : std::invalid_argument {
+  using std::invalid_argument::invalid_argument;
+};
+
+[[noreturn]] inline void usage_error(const std::string& what) { throw usage_exception(what); }
+
+/// Exit statuses of generate and mpi_generate, also listed by --help.
+enum exit_status : int { success = 0, failure = 1, usage = 2 };
+
+/// The --help footer that states the exit statuses.
+inline constexpr const char* exit_status_help =
+    "Exit status: 0 written; 1 a failure while loading, sampling or writing (the message says which); "
+    "2 an invalid command line or option value (one line on stderr, nothing written).";
+
+/// Parses the command line. Help prints and returns 0; a parse error prints one line on stderr and returns
+/// exit_status::usage; success returns -1 (carry on).
+inline int parse_command_line(CLI::App& app, int argc, char** argv, const char* program, bool print = true) {
+  try {
+    app.parse(argc, argv);
+    return -1;
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return print ? app.exit(e) : 0;  // --help
+    if (print) std::cerr << program << ": " << e.what() << " (see --help)\n";
+    return exit_status::usage;
+  }
+}
+
+/// CLI11 validators for values that must be written as plain numbers, so that "" or "-1" is never
+/// converted to 0 or to 2^64 - 1.
+inline const CLI::Validator unsigned_integer_text(
+    [](std::string& v) -> std::string {
+      if (v.empty() || v.size() > 20 || v.find_first_not_of("0123456789") != std::string::npos)
+        return "\"" + v + "\" is not a non-negative integer; expected digits only";
+      return {};
+    },
+    "UINT");
+
+/// A finite number >= 0 (CLI::NonNegativeNumber lets NaN through).
+inline const CLI::Validator finite_non_negative(
+    [](std::string& v) -> std::string {
+      try {
+        std::size_t used = 0;
+        const double x = std::stod(v, &used);
+        if (used == v.size() && std::isfinite(x) && x >= 0) return {};
+      } catch (const std::exception&) {
+      }
+      return "\"" + v + "\" is not a finite number >= 0";
+    },
+    "NUMBER >= 0");
 
 inline std::pair<int, int> parse_shard(const std::string& s) {
   const auto slash = s.find('/');
@@ -142,6 +193,8 @@ inline generated generate_digits(const settings& s, long first, long last) {
   if (s.batch < 1) usage_error("--batch must be >= 1");
   if (!(s.guidance >= 0)) usage_error("--guidance must be >= 0");
 
+  if (s.eta != 0.0 && s.sampler != "ddim")
+    usage_error("--eta " + std::to_string(s.eta) + " applies to DDIM only; the " + s.sampler + " sampler has no eta (expected --sampler ddim, or no --eta)");
   const int T = sc.num_train_timesteps();
   if (s.steps == 0 || s.steps < -1) usage_error("--steps " + std::to_string(s.steps) + " is invalid; expected 1 to " + std::to_string(T));
   const int steps = s.steps > 0 ? s.steps : (s.sampler == "ddpm" ? T : 50);
@@ -155,8 +208,17 @@ inline generated generate_digits(const settings& s, long first, long last) {
 
   const int h = cfg.sample_height, w = cfg.sample_width, C = cfg.in_channels;
   const std::size_t per = static_cast<std::size_t>(C) * h * w;
-  std::vector<float> samples(static_cast<std::size_t>(last - first) * per);
-  std::vector<int> labels(static_cast<std::size_t>(last - first));
+  std::vector<float> samples;
+  std::vector<int> labels;
+  try {
+    samples.resize(static_cast<std::size_t>(last - first) * per);
+    labels.resize(static_cast<std::size_t>(last - first));
+  } catch (const std::bad_alloc&) {
+    throw std::runtime_error("out of memory for " + std::to_string(last - first) + " samples of " + std::to_string(C) + "x" +
+                             std::to_string(h) + "x" + std::to_string(w) + " floats (" +
+                             std::to_string(static_cast<double>(last - first) * static_cast<double>(per) * 4e-9) +
+                             " GB); expected fewer samples per run (a smaller --count, or --shard)");
+  }
   for (long i = first; i < last; ++i) labels[static_cast<std::size_t>(i - first)] = s.digits[static_cast<std::size_t>(i) % s.digits.size()];
 
   diffuse::sampling_workspace<float> workspace;
@@ -252,16 +314,19 @@ inline void write_outputs(const settings& s, const generated& g) {
   for (long i = 0; i < n; ++i)
     grid.tile(gap + static_cast<int>(i % cols) * (w * zoom + gap), gap + static_cast<int>(i / cols) * (h * zoom + gap),
               samples.data() + static_cast<std::size_t>(i) * per, w, h, zoom);
-  // Encode first and write the raw file before the PNG: a failed raw write then leaves no PNG behind.
+  // Both outputs are staged before either is put in place: a failure writing one leaves neither.
   const std::vector<unsigned char> png = examples::encode_png(grid);
-  if (!s.raw.empty()) {
+  if (s.raw.empty()) {
+    diffuse::write_file(s.output, png);
+  } else {
     std::vector<std::int64_t> l64(labels.begin(), labels.end()), idx(static_cast<std::size_t>(n));
     for (long i = 0; i < n; ++i) idx[static_cast<std::size_t>(i)] = first + i;
-    diffuse::write_safetensors(s.raw, {{"samples", {n, C, h, w}, samples}}, {{"labels", {n}, l64}, {"indices", {n}, idx}},
-                               {{"seed", std::to_string(s.seed)}, {"sampler", s.sampler}, {"steps", std::to_string(steps)},
-                                {"guidance", std::to_string(s.guidance)}});
+    const std::vector<unsigned char> raw = diffuse::encode_safetensors(
+        {{"samples", {n, C, h, w}, samples}}, {{"labels", {n}, l64}, {"indices", {n}, idx}},
+        {{"seed", std::to_string(s.seed)}, {"sampler", s.sampler}, {"steps", std::to_string(steps)},
+         {"guidance", std::to_string(s.guidance)}});
+    diffuse::write_files({{s.raw, raw}, {s.output, png}});
   }
-  diffuse::write_file(s.output, png);
   std::printf("%ld samples (indices %ld..%ld) with %s-%d, guidance %g, seed %llu: %.1f ms per sample, %.2f s in all -> %s%s%s\n", n, first,
               last - 1, s.sampler.c_str(), steps, s.guidance, static_cast<unsigned long long>(s.seed), 1000.0 * seconds / static_cast<double>(n),
               seconds, s.output.c_str(), s.raw.empty() ? "" : ", ", s.raw.c_str());
@@ -272,25 +337,28 @@ inline void write_outputs(const settings& s, const generated& g) {
 inline void add_generation_options(CLI::App& app, settings& s) {
   app.add_option("--model", s.model_dir, "diffusers model folder (config.json, diffusion_pytorch_model.safetensors, scheduler_config.json)")
       ->default_str(default_model_dir());
-  app.add_option("--digits", s.digits, "classes to draw, e.g. 3,7 (sample i gets digits[i mod len])")->delimiter(',')->capture_default_str();
-  app.add_option("--count", s.count, "number of samples")->capture_default_str();
+  app.add_option("--digits", s.digits, "classes to draw, e.g. 3,7 (sample i gets digits[i mod len])")->delimiter(',')->check(unsigned_integer_text)->capture_default_str();
+  app.add_option("--count", s.count, "number of samples")->check(CLI::Range(1, 10'000'000))->capture_default_str();
   app.add_option("--sampler", s.sampler, sampler_names)->capture_default_str();
-  app.add_option("--steps", s.steps, "sampling steps (default: 50, every training step for DDPM)");
-  app.add_option("--eta", s.eta, "DDIM eta (0 deterministic, 1 ancestral-like)")->capture_default_str();
+  app.add_option("--steps", s.steps, "sampling steps (default: 50, every training step for DDPM)")->check(CLI::Range(1, 1'000'000));
+  app.add_option("--eta", s.eta, "DDIM eta (0 deterministic, 1 ancestral-like); DDIM only")->check(finite_non_negative)->capture_default_str();
   app.add_option("--spacing", s.spacing, "timestep spacing: trailing, leading or linspace")->capture_default_str();
   // With guidance the model's x̂0 often leaves [-1, 1]; diffusers' DDIM then clips x̂0 but keeps the
   // model's ε̂, so the step mixes two inconsistent predictions and digits drift brighter and lose their
   // class (the model card measures it). guided-diffusion re-derives ε̂ from the clipped x̂0; so do we.
   app.add_option("--clipped-eps", s.clipped_eps, "DDIM: re-derive eps from the clipped x0 (diffusers' use_clipped_model_output)")
       ->capture_default_str();
-  app.add_option("--guidance", s.guidance, "classifier-free guidance scale w (1: conditional only, 0: unconditional)")->capture_default_str();
-  app.add_option("--null-class", s.null_class, "the unconditional class label (default: the last class)");
-  app.add_option("--seed", s.seed, "noise seed")->capture_default_str();
-  app.add_option("--batch", s.batch, "samples per network batch")->capture_default_str();
-  app.add_option("--threads", s.threads, "OpenMP threads (0: OMP_NUM_THREADS or all cores)")->capture_default_str();
+  app.add_option("--guidance", s.guidance, "classifier-free guidance scale w (1: conditional only, 0: unconditional)")
+      ->check(finite_non_negative)
+      ->capture_default_str();
+  app.add_option("--null-class", s.null_class, "the unconditional class label (default: the last class)")->check(unsigned_integer_text);
+  app.add_option("--seed", s.seed, "noise seed, 0 to 2^64 - 1")->check(unsigned_integer_text)->capture_default_str();
+  app.add_option("--batch", s.batch, "samples per network batch")->check(CLI::Range(1, 1'000'000))->capture_default_str();
+  app.add_option("--threads", s.threads, "OpenMP threads (0: OMP_NUM_THREADS or all cores)")->check(CLI::Range(0, 4096))->capture_default_str();
   app.add_option("--output", s.output, "PNG grid to write")->capture_default_str();
   app.add_option("--raw", s.raw, "also write samples, labels and indices as safetensors");
   app.add_flag("--quiet", s.quiet, "no progress bar");
+  app.footer(exit_status_help);
 }
 
 }  // namespace examples

@@ -164,7 +164,8 @@ enum class cfg_formulation {
 /// model predicts (ε, x0 or v). With a learned variance (2C channels), only the first C channels of each
 /// item are guided; the variance channels stay the conditional ones. `rescale` is guidance rescale φ
 /// (Lin et al. §3.4; per item r = std(ε_c)/std(ε̂), unbiased, ε̂ ← φ·r·ε̂ + (1 − φ)·ε̂).
-/// \throws diffuse::error on sizes that do not match the shape, w < 0 or φ outside [0, 1].
+/// \throws diffuse::error on sizes that do not match the shape, w < 0 or φ outside [0, 1], or a w that
+///         overflows finite outputs.
 template <Real Scalar>
 void apply_cfg(std::span<Scalar> cond, std::span<const Scalar> uncond, const sample_shape& shape, double scale,
                cfg_formulation form = cfg_formulation::standard, double rescale = 0.0) {
@@ -190,8 +191,18 @@ void apply_cfg(std::span<Scalar> cond, std::span<const Scalar> uncond, const sam
         sum_c += static_cast<double>(c[j]);
         sum_c2 += static_cast<double>(c[j]) * static_cast<double>(c[j]);
       }
-    for (std::size_t j = 0; j < per_item_pred; ++j)
-      c[j] = form == cfg_formulation::standard ? u[j] + w * (c[j] - u[j]) : c[j] + w * (c[j] - u[j]);
+    // A large w can overflow finite outputs into ±inf; that is the scale's fault, not the model's, so it is
+    // named here instead of by the step's finite check. (& not &&: the loop stays branch-free.)
+    bool overflow = false;
+    for (std::size_t j = 0; j < per_item_pred; ++j) {
+      const Scalar cj = c[j], uj = u[j];
+      const Scalar g = form == cfg_formulation::standard ? uj + w * (cj - uj) : cj + w * (cj - uj);
+      overflow |= !(g - g == Scalar(0)) & (cj - cj == Scalar(0)) & (uj - uj == Scalar(0));
+      c[j] = g;
+    }
+    if (overflow)
+      detail::fail(error_kind::guidance, "classifier-free guidance scale ", scale, " overflows the finite model outputs of item ", i,
+                   " to infinity; expected a scale small enough that u + w(c - u) stays finite");
     if (rescale > 0.0) {
       const double n = static_cast<double>(per_item_pred);
       double sum_g = 0, sum_g2 = 0;

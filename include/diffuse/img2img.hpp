@@ -34,8 +34,12 @@ inline int img2img_start_index(int num_steps, double strength) {
 template <Real Scalar>
 void img2img_noise(const noise_schedule& schedule, int t, std::span<const Scalar> x0, std::span<Scalar> x,
                    const sample_shape& shape, std::uint64_t seed, std::uint64_t first_sample = 0) {
+  if (t < 0 || t >= schedule.size())  // alpha_bar(-1) = 1 would return x0 unchanged
+    detail::fail(error_kind::timesteps, "img2img timestep ", t, " is out of range; expected 0 <= t < ", schedule.size());
   if (x0.size() != shape.numel() || x.size() != shape.numel())
     detail::fail(error_kind::shape, "x0 has ", x0.size(), " and x has ", x.size(), " elements; expected ", shape.numel(), " each");
+  if (detail::share_memory(x0, std::span<const Scalar>(x)))  // x is filled with noise first
+    detail::fail(error_kind::argument, "x shares memory with x0; expected a separate buffer (x receives noise before x0 is read)");
   fill_initial_noise<Scalar>(x, shape, seed, first_sample);
   const auto a = static_cast<Scalar>(schedule.sqrt_alpha_bar(t));
   const auto b = static_cast<Scalar>(schedule.sqrt_one_minus_alpha_bar(t));

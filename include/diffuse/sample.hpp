@@ -85,6 +85,10 @@ void fill_initial_noise(std::span<Scalar> x, const sample_shape& shape, std::uin
 /// \param guidance hooks between the model call and the update, from diffuse::guidance(h1, h2, ...)
 /// \throws diffuse::error on shape mismatches or a model that returns the wrong number of elements.
 ///
+/// Every argument is checked before the model is first called. If the model, a hook or the callback throws
+/// (or a step refuses a non-finite model output), the exception leaves sample() and x holds a state of the
+/// chain (the start or one of the intermediate samples, unspecified which): refill it before reuse.
+///
 /// Example:
 /// \code
 /// std::vector<float> x(shape.numel());
@@ -102,6 +106,9 @@ void sample(const Sampler& sampler, Model&& model, std::span<Scalar> x, const sa
   const int n = sampler.num_steps();
   if (options.start_index < 0 || options.start_index >= n)
     detail::fail(error_kind::argument, "start_index = ", options.start_index, " is out of range; expected 0 <= start_index < ", n);
+  if (shape.numel() == 0)  // before the model sees an empty batch
+    detail::fail(error_kind::shape, "the sample shape (batch ", shape.batch, ", channels ", shape.channels, ", spatial ",
+                 shape.spatial, ") has no elements; expected batch, channels and spatial size >= 1");
   if (x.size() != shape.numel())
     detail::fail(error_kind::shape, "x has ", x.size(), " elements; expected batch ", shape.batch, " x channels ",
                  shape.channels, " x spatial ", shape.spatial, " = ", shape.numel());

@@ -3,6 +3,7 @@
 /// noise_schedule: β_t, ᾱ_t and every table derived from them, in double (SPEC §1, §3).
 
 #include <cmath>
+#include <limits>
 #include <numbers>
 #include <span>
 #include <vector>
@@ -178,6 +179,46 @@ class noise_schedule {
     derive();
   }
 
+  // Every constructor ends here, so no schedule exists whose tables are not usable: each check names the
+  // first bad t. ᾱ must fall strictly inside (0, 1) (the posterior divides by 1 − ᾱ_t, and a step between
+  // equal ᾱ is no step); 0 is allowed only as the last entry, which the samplers treat as zero terminal SNR.
+  void validate() const {
+    const auto finite = [](double v) { return v - v == 0.0; };  // no fast-math can fold it (version.hpp refuses it)
+    double prev = 1.0;
+    const std::size_t n = alpha_bar_.size();
+    for (std::size_t t = 0; t < n; ++t) {
+      const double ab = alpha_bar_[t], b = beta_[t];
+      const bool last = t + 1 == n;
+      if (!(b > 0.0 && b <= 1.0))
+        detail::fail(error_kind::schedule, "beta[", t, "] = ", b, " is outside (0, 1]; expected every beta in (0, 1]");
+      if (!finite(ab))
+        detail::fail(error_kind::schedule, "alpha_bar[", t, "] = ", ab, " is not finite; expected alpha_bar in (0, 1)");
+      if (ab == 0.0 && last) break;  // zero terminal SNR
+      if (ab == 1.0 || (t == 0 && !(ab < 1.0)))
+        detail::fail(error_kind::schedule, "alpha_bar[", t, "] = ", ab, " (beta[", t, "] = ", b,
+                     " is below the resolution of a double near 1); expected alpha_bar < 1 at every t: the posterior at "
+                     "t = ", t, " divides by 1 - alpha_bar = 0");
+      if (!(ab > 0.0))
+        detail::fail(error_kind::schedule, "alpha_bar[", t, "] = ", ab,
+                     " before the last timestep (of ", n, "): it underflows the double range; expected a schedule whose "
+                     "alpha_bar stays above 2.2e-308 until the end (fewer timesteps or smaller betas), 0 only as the last");
+      if (ab < std::numeric_limits<double>::min())
+        detail::fail(error_kind::schedule, "alpha_bar[", t, "] = ", ab, " is subnormal: it underflows the double "
+                     "range at t = ", t, " of ", n, "; expected a schedule whose alpha_bar stays "
+                     "above 2.2e-308 (fewer timesteps or smaller betas)");
+      if (!(ab < prev))
+        detail::fail(error_kind::schedule, "alpha_bar[", t, "] = ", ab, " is not below alpha_bar[", t - 1, "] = ", prev,
+                     " (beta[", t, "] = ", b, " is below its resolution); expected a strictly decreasing alpha_bar");
+      prev = ab;
+    }
+    for (std::size_t t = 0; t < n; ++t)
+      if (!finite(posterior_variance_[t]) || !finite(posterior_log_variance_clipped_[t]) ||
+          !finite(posterior_mean_coef1_[t]) || !finite(posterior_mean_coef2_[t]))
+        detail::fail(error_kind::schedule, "the posterior coefficients at t = ", t, " are not finite (variance ",
+                     posterior_variance_[t], ", log variance ", posterior_log_variance_clipped_[t], ", mean coefficients ",
+                     posterior_mean_coef1_[t], ", ", posterior_mean_coef2_[t], "); expected finite tables");
+  }
+
   void derive() {
     const std::size_t n = beta_.size();
     posterior_variance_.resize(n);
@@ -194,6 +235,7 @@ class noise_schedule {
       const double v = t == 0 ? (n > 1 ? posterior_variance_[1] : beta_[0]) : posterior_variance_[t];
       posterior_log_variance_clipped_[t] = std::log(v);
     }
+    validate();
   }
 
   std::size_t index(int t) const {

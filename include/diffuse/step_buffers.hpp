@@ -3,7 +3,9 @@
 /// step_buffers: the spans one sampler step reads and writes.
 
 #include <cstdint>
+#include <initializer_list>
 #include <span>
+#include <utility>
 
 #include "diffuse/error.hpp"
 #include "diffuse/shape.hpp"
@@ -27,8 +29,9 @@ struct generated_noise {
 
 /// The buffers of one sampler step, all contiguous (N, C, ...) like the sample.
 ///
-/// Only `x_t`, `model_output` and `x_prev` are required. `x_prev` may be the same memory as `x_t`
-/// (the update is element by element).
+/// Only `x_t`, `model_output` and `x_prev` are required. `x_prev` may be exactly the memory of `x_t`
+/// (the update is element by element); any other overlap between an output (`x_prev`, `x0`) and another
+/// buffer is a diffuse::error.
 template <class Scalar>
 struct step_buffers {
   std::span<const Scalar> x_t;           ///< the current sample, N·C·spatial elements
@@ -52,6 +55,35 @@ struct no_x0_hook {
 };
 
 namespace detail {
+
+/// True when two buffers share memory; compared as addresses, since the spans may view unrelated objects.
+template <class T, class U>
+bool share_memory(std::span<T> a, std::span<U> b) noexcept {
+  if (a.empty() || b.empty()) return false;
+  const auto a0 = reinterpret_cast<std::uintptr_t>(a.data()), b0 = reinterpret_cast<std::uintptr_t>(b.data());
+  return a0 < b0 + b.size_bytes() && b0 < a0 + a.size_bytes();
+}
+
+/// A step's update reads its inputs element by element while it writes its outputs, and thresholding
+/// reads a whole item's x̂0 before it writes: an output that overlaps an input at an offset would read
+/// values it has already overwritten. So an output is either exactly `in_place` (the same memory, which
+/// the element-wise update allows) or shares no byte with any input or other output.
+template <class Scalar>
+void check_output_aliasing(const char* name, std::span<const Scalar> out, std::span<const Scalar> in_place,
+                           const char* in_place_name,
+                           std::initializer_list<std::pair<const char*, std::span<const Scalar>>> others) {
+  if (out.empty()) return;
+  if (!in_place.empty() && share_memory(out, in_place) && out.data() != in_place.data()) {
+    const auto offset = (static_cast<long long>(reinterpret_cast<std::uintptr_t>(out.data())) -
+                         static_cast<long long>(reinterpret_cast<std::uintptr_t>(in_place.data()))) /
+                        static_cast<long long>(sizeof(Scalar));
+    fail(error_kind::argument, name, " overlaps ", in_place_name, " shifted by ", offset, " elements; expected ", name,
+         " to be exactly the memory of ", in_place_name, " (in place) or a separate buffer");
+  }
+  for (const auto& [other_name, other] : others)
+    if (share_memory(out, other))
+      fail(error_kind::argument, name, " shares memory with ", other_name, "; expected a separate buffer");
+}
 
 /// Checks every buffer of a step against the sample shape; `output_factor` is 2 for a learned variance.
 template <class Scalar>
@@ -80,6 +112,13 @@ void check_step_buffers(const step_buffers<Scalar>& b, const sample_shape& shape
   if (!b.x0.empty() && b.x0.size() != n) fail(error_kind::shape, "x0 has ", b.x0.size(), " elements; expected ", n, " or none");
   if (!b.guidance_gradient.empty() && b.guidance_gradient.size() != n)
     fail(error_kind::shape, "the guidance gradient has ", b.guidance_gradient.size(), " elements; expected ", n);
+  const std::span<const Scalar> x_prev(b.x_prev), x0(b.x0);
+  check_output_aliasing<Scalar>("x_prev", x_prev, b.x_t, "x_t",
+                                {{"the model output", b.model_output}, {"the noise", b.noise},
+                                 {"the guidance gradient", b.guidance_gradient}});
+  check_output_aliasing<Scalar>("x0", x0, {}, "",
+                                {{"x_t", b.x_t}, {"x_prev", x_prev}, {"the model output", b.model_output},
+                                 {"the noise", b.noise}, {"the guidance gradient", b.guidance_gradient}});
 }
 
 }  // namespace detail

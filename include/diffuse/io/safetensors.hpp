@@ -628,12 +628,12 @@ struct tensor_view {
   std::span<const T> values;        ///< the elements, row-major (not copied: must outlive the write)
 };
 
-/// Writes float tensors (as F32) and int64 tensors (as I64) to a safetensors file. The file appears
-/// complete or not at all, as diffuse::write_file guarantees (a device such as /dev/null is written into,
-/// never replaced).
-inline void write_safetensors(const std::filesystem::path& path, const std::vector<tensor_view<float>>& floats,
-                              const std::vector<tensor_view<std::int64_t>>& ints = {},
-                              const std::map<std::string, std::string>& metadata = {}) {
+/// The bytes of a safetensors file holding float tensors (as F32) and int64 tensors (as I64), in the
+/// order given, with an optional `__metadata__` map.
+/// \throws diffuse::error when a tensor's values do not match its shape or a name is given twice.
+inline std::vector<unsigned char> encode_safetensors(const std::vector<tensor_view<float>>& floats,
+                                                     const std::vector<tensor_view<std::int64_t>>& ints = {},
+                                                     const std::map<std::string, std::string>& metadata = {}) {
   nlohmann::json header = nlohmann::json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   std::size_t offset = 0;
@@ -667,8 +667,17 @@ inline void write_safetensors(const std::filesystem::path& path, const std::vect
     for (float v : t.values) put(v);
   for (const auto& t : ints)
     for (std::int64_t v : t.values) put(v);
+  return out;
+}
 
-  write_file(path, out);
+/// Writes float tensors (as F32) and int64 tensors (as I64) to a safetensors file. The file appears
+/// complete or not at all, as diffuse::write_file guarantees (a device such as /dev/null is written into,
+/// never replaced).
+/// \throws diffuse::error as encode_safetensors and write_file.
+inline void write_safetensors(const std::filesystem::path& path, const std::vector<tensor_view<float>>& floats,
+                              const std::vector<tensor_view<std::int64_t>>& ints = {},
+                              const std::map<std::string, std::string>& metadata = {}) {
+  write_file(path, encode_safetensors(floats, ints, metadata));
 }
 
 DIFFUSE_END_NAMESPACE

@@ -64,7 +64,8 @@ template <class Scalar>
 struct solver_buffers {
   std::span<const Scalar> x;             ///< the solver's state at position k (what solve() keeps in x)
   std::span<const Scalar> model_output;  ///< the model's output at (input_scale(k)·x, model_time(k))
-  std::span<Scalar> x_next;              ///< receives the state at position k + 1; may be the memory of x
+  std::span<Scalar> x_next;              ///< receives the state at position k + 1; may be exactly the memory of x
+                                         ///< (any other overlap of the outputs with a buffer is a diffuse::error)
   std::span<Scalar> x0 = {};             ///< optional: receives the x̂0 the step used
   std::span<const Scalar> noise = {};    ///< standard normal noise when adds_noise(k), or give `generated`
   generated_noise generated = {};        ///< noise the step generates itself (see generated_noise)
@@ -190,7 +191,10 @@ struct solver_workspace {
 /// \param guidance hooks that edit the model output (classifier-free guidance); guidance_context gets
 ///                 ᾱ = 1/(σ² + 1) and the model time rounded to an int. Hooks that need a gradient
 ///                 (classifier guidance) are for the DDPM/DDIM samplers.
-/// \throws diffuse::error on shape mismatches or bad positions.
+/// \throws diffuse::error on shape mismatches or bad positions; every argument is checked before the model is
+///         first called. If the model, a hook or the callback throws (or a step refuses a non-finite model
+///         output), x holds a state of the chain (unspecified which) and the workspace's multistep state is
+///         reset by the next solve(): refill x before reuse.
 template <class Sampler, class Model, Real Scalar, class Callback = no_callback, class Guidance = no_guidance>
 void solve(const Sampler& sampler, Model&& model, std::span<Scalar> x, const sample_shape& shape, const sample_options& options,
            solver_workspace<Scalar>& workspace, Callback&& callback = {}, Guidance&& guidance = {}) {
@@ -214,6 +218,9 @@ void solve(const Sampler& sampler, Model&& model, std::span<Scalar> x, const sam
   if (options.start_index < 0 || options.start_index >= n)
     detail::fail(error_kind::argument, "start_index = ", options.start_index, " is out of range; expected 0 <= start_index < ", n);
   const std::size_t numel = shape.numel();
+  if (numel == 0)  // before the model sees an empty batch
+    detail::fail(error_kind::shape, "the sample shape (batch ", shape.batch, ", channels ", shape.channels, ", spatial ",
+                 shape.spatial, ") has no elements; expected batch, channels and spatial size >= 1");
   if (x.size() != numel)
     detail::fail(error_kind::shape, "x has ", x.size(), " elements; expected batch ", shape.batch, " x channels ", shape.channels,
                  " x spatial ", shape.spatial, " = ", numel);
@@ -301,6 +308,8 @@ void solver_img2img_noise(const Sampler& solver, int k, std::span<const Scalar> 
     detail::fail(error_kind::argument, "start position ", k, " is out of range; expected 0 <= k < ", solver.num_steps());
   if (x0.size() != shape.numel() || x.size() != shape.numel())
     detail::fail(error_kind::shape, "x0 has ", x0.size(), " and x has ", x.size(), " elements; expected ", shape.numel(), " each");
+  if (detail::share_memory(x0, std::span<const Scalar>(x)))  // x is filled with noise first
+    detail::fail(error_kind::argument, "x shares memory with x0; expected a separate buffer (x receives noise before x0 is read)");
   fill_initial_noise<Scalar>(x, shape, seed, first_sample);
   const auto [a, b] = solver.noising(k);
   const auto sa = static_cast<Scalar>(a), sb = static_cast<Scalar>(b);
@@ -327,6 +336,13 @@ void check_solver_buffers(const solver_buffers<Scalar>& b, const sample_shape& s
   if (!b.x0.empty() && b.x0.size() != n) fail(error_kind::shape, "x0 has ", b.x0.size(), " elements; expected ", n, " or none");
   if (!b.next_model_input.empty() && b.next_model_input.size() != n)
     fail(error_kind::shape, "next_model_input has ", b.next_model_input.size(), " elements; expected ", n, " or none");
+  const std::span<const Scalar> x_next(b.x_next), x0(b.x0), next_input(b.next_model_input);
+  check_output_aliasing<Scalar>("x_next", x_next, b.x, "x", {{"the model output", b.model_output}, {"the noise", b.noise}});
+  check_output_aliasing<Scalar>("x0", x0, {}, "",
+                                {{"x", b.x}, {"x_next", x_next}, {"the model output", b.model_output}, {"the noise", b.noise}});
+  check_output_aliasing<Scalar>("next_model_input", next_input, {}, "",
+                                {{"x", b.x}, {"x_next", x_next}, {"x0", x0}, {"the model output", b.model_output},
+                                 {"the noise", b.noise}});
 }
 
 inline void check_position(int k, int n) {

@@ -84,7 +84,8 @@ inline std::filesystem::path unique_temporary(const std::filesystem::path& targe
 /// written into directly at commit(), as asked, and never replaced. A directory target is refused. On
 /// failure nothing is left at the temporary, the target is untouched (a device may have received part of
 /// the bytes), and the message names the cause reported by the system. A staged file that is never
-/// committed is removed by the destructor.
+/// committed is removed by the destructor. These guarantees are POSIX ones: elsewhere (no <unistd.h>) the
+/// temporary is made with std::ofstream, neither exclusively nor fsync'ed, and renamed into place.
 class staged_file {
  public:
   /// Stages `bytes` for `path`. For a device or FIFO target the bytes are only referenced: they must

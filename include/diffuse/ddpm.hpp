@@ -21,6 +21,7 @@
 #include "diffuse/forward.hpp"
 #include "diffuse/guidance.hpp"
 #include "diffuse/img2img.hpp"
+#include "diffuse/likelihood.hpp"
 #include "diffuse/model.hpp"
 #include "diffuse/posterior.hpp"
 #include "diffuse/random.hpp"

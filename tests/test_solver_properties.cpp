@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <numbers>
 #include <vector>
 
 #if defined(_OPENMP)
@@ -18,6 +19,7 @@
 #include "diffuse/sample.hpp"
 #include "diffuse/samplers/dpm_solver.hpp"
 #include "diffuse/samplers/euler.hpp"
+#include "diffuse/samplers/from_config.hpp"
 #include "diffuse/samplers/heun.hpp"
 #include "diffuse/samplers/unipc.hpp"
 #include "support.hpp"
@@ -339,6 +341,30 @@ TEST_CASE("solve() and a user's step loop allocate nothing after the first use")
   CHECK(test::allocations() == before);
 }
 
+TEST_CASE("beta sigmas: the incomplete beta and its quantile against closed forms and scipy") {
+  // Closed forms: I_x(1, 1) = x; I_x(½, ½) = (2/π)·asin(√x); I_x(a, b) = 1 − I_{1−x}(b, a). 1e-14 absolute:
+  // the continued fraction converges to 1e-16 per term, lgamma adds a few ulps.
+  for (double x : {1e-6, 0.01, 0.3, 0.5, 0.77, 0.999}) {
+    CHECK(diffuse::detail::regularized_incomplete_beta(x, 1.0, 1.0) == doctest::Approx(x).epsilon(1e-14));
+    CHECK(diffuse::detail::regularized_incomplete_beta(x, 0.5, 0.5) == doctest::Approx(2.0 / std::numbers::pi * std::asin(std::sqrt(x))).epsilon(1e-14));
+    CHECK(diffuse::detail::regularized_incomplete_beta(x, 0.6, 2.5) ==
+          doctest::Approx(1.0 - diffuse::detail::regularized_incomplete_beta(1.0 - x, 2.5, 0.6)).epsilon(1e-14));
+  }
+  // scipy 1.10.1 stats.beta.ppf(p, 0.6, 0.6) (the call diffusers' _convert_to_beta makes); 1e-13 relative.
+  const std::pair<double, double> scipy[] = {{1e-3, 1.855873851745199e-05}, {0.1, 0.03958440558878085}, {0.25, 0.17568037865269498},
+                                             {0.5, 0.5000000000000001}, {0.9, 0.9604155944112192}, {0.999, 0.9999814412614826}};
+  for (auto [p, q] : scipy) CHECK(diffuse::detail::beta_quantile(p, 0.6, 0.6) == doctest::Approx(q).epsilon(1e-13));
+  CHECK(diffuse::detail::beta_quantile(0.0, 0.6, 0.6) == 0.0);
+  CHECK(diffuse::detail::beta_quantile(1.0, 0.6, 0.6) == 1.0);
+  // The list: N values from σ_max down to σ_min, denser at both ends than in the middle (α = β < 1).
+  const auto s = diffuse::detail::beta_sigmas(0.03, 14.6, 9);
+  CHECK(s.front() == doctest::Approx(14.6).epsilon(1e-15));
+  CHECK(s.back() == 0.03);
+  for (std::size_t i = 1; i < s.size(); ++i) CHECK(s[i] < s[i - 1]);
+  CHECK(s[0] - s[1] < s[4] - s[5]);
+  CHECK(s[7] - s[8] < s[3] - s[4]);
+}
+
 TEST_CASE("solvers: bad input is a diffuse::error that says what was expected") {
   const auto schedule = diffuse::noise_schedule::linear(1000);
   test::check_error([&] { (void)diffuse::sigma_kind_from_flags(true, true); },
@@ -356,7 +382,16 @@ TEST_CASE("solvers: bad input is a diffuse::error that says what was expected") 
   test::check_error([&] { (void)diffuse::dpm_solver_sigmas(schedule, 10, {.sigma_min = 0.1}); }, {"not keys of the DPM-Solver family"});
   test::check_error([&] { (void)diffuse::euler_sigmas(schedule, 10, {.kind = diffuse::sigma_kind::lu_lambdas}); }, {"use_lu_lambdas is a DPM-Solver key"});
   test::check_error([&] { (void)diffuse::euler_sigmas(schedule, 10, {.steps_offset = 1}); }, {"steps_offset = 1 with a spacing other than leading"});
-  test::check_error([&] { (void)diffuse::sigma_kind_from_flags(false, false, false, true); }, {"use_beta_sigmas is not supported yet"});
+  // diffusers refuses any two of use_karras_sigmas, use_exponential_sigmas, use_beta_sigmas (diffuse also counts use_lu_lambdas).
+  test::check_error([&] { (void)diffuse::sigma_kind_from_flags(true, false, false, true); }, {"more than one of use_karras_sigmas", "use_beta_sigmas"});
+  test::check_error([&] { (void)diffuse::sigma_kind_from_flags(false, true, false, true); }, {"more than one of"});
+  test::check_error([&] { (void)diffuse::sigma_kind_from_flags(false, false, true, true); }, {"more than one of"});
+  test::check_error([&] { (void)diffuse::solver_from_config(R"({"_class_name": "UniPCMultistepScheduler", "use_karras_sigmas": true, "use_beta_sigmas": true})", 10); },
+                    {"more than one of use_karras_sigmas"});
+  test::check_error([&] { (void)diffuse::solver_from_config(R"({"_class_name": "EulerAncestralDiscreteScheduler", "use_beta_sigmas": true})", 10); },
+                    {"beta sigmas in EulerAncestralDiscreteScheduler"});
+  test::check_error([&] { (void)diffuse::euler_sigmas(schedule, 10, {.kind = diffuse::sigma_kind::beta, .interpolation = diffuse::sigma_interpolation::log_linear}); },
+                    {"log_linear with Karras, exponential or beta sigmas"});
   test::check_error([&] { diffuse::euler_sampler(schedule, 10, {}, {.s_churn = -1.0}); }, {"expected finite s_churn >= 0"});
 
   // A state is bound to its solver, its shape and the order of the steps.

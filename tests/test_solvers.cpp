@@ -41,7 +41,9 @@ diffuse::sigma_options sigma_options_of(const json& o) {
                                       : diffuse::timestep_spacing::linspace;
   s.steps_offset = o.value("steps_offset", 0);
   s.kind = diffuse::sigma_kind_from_flags(o.value("use_karras_sigmas", false), o.value("use_exponential_sigmas", false),
-                                          o.value("use_lu_lambdas", false));
+                                          o.value("use_lu_lambdas", false), o.value("use_beta_sigmas", false));
+  if (o.contains("sigma_min")) s.sigma_min = o["sigma_min"].get<double>();
+  if (o.contains("sigma_max")) s.sigma_max = o["sigma_max"].get<double>();
   s.final_type = o.value("final_sigmas_type", "zero") == std::string("sigma_min") ? diffuse::final_sigma::sigma_min : diffuse::final_sigma::zero;
   if (o.contains("lambda_min_clipped")) s.lambda_min_clipped = o["lambda_min_clipped"].get<double>();
   if (o.value("interpolation_type", "linear") == std::string("log_linear")) s.interpolation = diffuse::sigma_interpolation::log_linear;

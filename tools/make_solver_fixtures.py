@@ -121,7 +121,7 @@ def install_stubs(schedulers_dir):
     utils = types.ModuleType("diffusers.utils")
     utils.__path__ = []
     utils.BaseOutput, utils.deprecate = BaseOutput, deprecate
-    utils.is_scipy_available = lambda: False
+    utils.is_scipy_available = lambda: True  # the real scipy: _convert_to_beta calls scipy.stats.beta.ppf
     utils.logging = types.SimpleNamespace(get_logger=pylogging.getLogger)
     torch_utils = types.ModuleType("diffusers.utils.torch_utils")
     torch_utils.randn_tensor = randn_tensor
@@ -264,6 +264,22 @@ HEUN = [
     ("heun_leading", dict(timestep_spacing="leading", steps_offset=1), SHORT),
 ]
 
+# use_beta_sigmas (Beta(0.6, 0.6) quantiles from scipy.stats), run after every table above so that the
+# seeds, hence the noise, of the earlier cases stay what they were.
+BETA = [
+    ("dpm", "dpm2_beta", dict(solver_order=2, use_beta_sigmas=True), SHORT),
+    ("dpm", "dpm3_beta_sigma_min", dict(solver_order=3, use_beta_sigmas=True, final_sigmas_type="sigma_min",
+                                        schedule="scaled_linear"), SHORT),
+    ("dpm", "sde2_beta", dict(solver_order=2, algorithm_type="sde-dpmsolver++", use_beta_sigmas=True), SHORT),
+    ("unipc", "unipc2_beta", dict(solver_order=2, use_beta_sigmas=True), SHORT),
+    # Not N = 1: UniPC's final sigma_min is the last converted σ, which for one step is σ_max itself (a step
+    # from σ_max to σ_max); diffuse ends at the table's σ_0, as DPM-Solver does.
+    ("unipc", "unipc3_beta_sigma_min", dict(solver_order=3, use_beta_sigmas=True, final_sigmas_type="sigma_min"), [2, 3, 5, 12]),
+    ("euler", "euler_beta", dict(use_beta_sigmas=True), SHORT),
+    ("euler", "euler_beta_bounds", dict(use_beta_sigmas=True, sigma_min=0.05, sigma_max=10.0, schedule="scaled_linear"), SHORT),
+    ("heun", "heun_beta", dict(use_beta_sigmas=True), SHORT),
+]
+
 STEP_ARGS = ("s_churn", "s_tmin", "s_tmax")
 
 
@@ -330,6 +346,12 @@ def make(src_dir, wide):
                 case = run_case(classes[family], family, options, n, dtype, seed)
                 case.update({"name": name, "family": family, "options": options})
                 cases.append(case)
+    for family, name, options, counts in BETA:
+        for n in counts:
+            seed += 1
+            case = run_case(classes[family], family, options, n, dtype, seed)
+            case.update({"name": name, "family": family, "options": options})
+            cases.append(case)
     return cases
 
 

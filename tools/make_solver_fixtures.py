@@ -44,7 +44,7 @@ import torch
 
 SHAPE = (2, 1, 3)  # batch, channels, spatial: 6 elements
 MODULES = ["scheduling_dpmsolver_multistep", "scheduling_euler_discrete", "scheduling_euler_ancestral_discrete",
-           "scheduling_heun_discrete", "scheduling_unipc_multistep"]
+           "scheduling_heun_discrete", "scheduling_unipc_multistep", "scheduling_ddpm", "scheduling_ddim"]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -280,7 +280,27 @@ BETA = [
     ("heun", "heun_beta", dict(use_beta_sigmas=True), SHORT),
 ]
 
-STEP_ARGS = ("s_churn", "s_tmin", "s_tmax")
+# DDPMScheduler and DDIMScheduler as diffusers runs them, for diffuse's diffusers-exact mode: the DDIM
+# previous timestep t − T/N (linspace and uneven trailing lists), DDPM noise on a last step with t > 0
+# (trailing, offset leading), and the float32 tables of the verbatim variant.
+DDIM_DDPM = [
+    ("ddim", "ddim_linspace", dict(timestep_spacing="linspace"), [7, 10]),
+    ("ddim", "ddim_trailing", dict(timestep_spacing="trailing"), [7]),
+    ("ddim", "ddim_leading_offset", dict(timestep_spacing="leading", steps_offset=1), [10]),
+    ("ddim", "ddim_eta1_trailing", dict(timestep_spacing="trailing", eta=1.0), [7]),
+    ("ddim", "ddim_eta05_clipped_output", dict(eta=0.5, use_clipped_model_output=True, timestep_spacing="linspace"), [7]),
+    ("ddim", "ddim_v_no_clip_alpha0", dict(prediction_type="v_prediction", clip_sample=False, set_alpha_to_one=False,
+                                           timestep_spacing="linspace", schedule="scaled_linear"), [7]),
+    ("ddim", "ddim_cosine_trailing", dict(schedule="cosine", timestep_spacing="trailing"), [10]),
+    ("ddpm", "ddpm_trailing", dict(timestep_spacing="trailing"), [10]),
+    ("ddpm", "ddpm_trailing_large", dict(timestep_spacing="trailing", variance_type="fixed_large"), [10]),
+    ("ddpm", "ddpm_leading_offset_large", dict(timestep_spacing="leading", steps_offset=1, variance_type="fixed_large",
+                                               schedule="scaled_linear"), [10]),
+    ("ddpm", "ddpm_linspace_v", dict(timestep_spacing="linspace", prediction_type="v_prediction", clip_sample=False), [7]),
+    ("ddpm", "ddpm_cosine_leading", dict(schedule="cosine"), [10]),
+]
+
+STEP_ARGS = ("s_churn", "s_tmin", "s_tmax", "eta", "use_clipped_model_output")
 
 
 def run_case(cls, family, options, n, dtype, seed):
@@ -321,7 +341,7 @@ def run_case(cls, family, options, n, dtype, seed):
         "evaluations": len(steps),
         "initial_noise": z.flatten().tolist(),
         "init_noise_sigma": float(scheduler.init_noise_sigma),
-        "sigmas": [float(s) for s in scheduler.sigmas],
+        "sigmas": [float(s) for s in getattr(scheduler, "sigmas", [])],
         "trajectory": steps,
     }
 
@@ -335,6 +355,8 @@ def make(src_dir, wide):
         "euler_ancestral": modules["scheduling_euler_ancestral_discrete"].EulerAncestralDiscreteScheduler,
         "heun": modules["scheduling_heun_discrete"].HeunDiscreteScheduler,
         "unipc": modules["scheduling_unipc_multistep"].UniPCMultistepScheduler,
+        "ddpm": modules["scheduling_ddpm"].DDPMScheduler,
+        "ddim": modules["scheduling_ddim"].DDIMScheduler,
     }
     cases = []
     seed = 17
@@ -346,13 +368,19 @@ def make(src_dir, wide):
                 case = run_case(classes[family], family, options, n, dtype, seed)
                 case.update({"name": name, "family": family, "options": options})
                 cases.append(case)
-    for family, name, options, counts in BETA:
+    for family, name, options, counts in BETA + DDIM_DDPM:
         for n in counts:
             seed += 1
             case = run_case(classes[family], family, options, n, dtype, seed)
             case.update({"name": name, "family": family, "options": options})
             cases.append(case)
     return cases
+
+
+def tables(src_dir, wide):
+    """DDPMScheduler's alphas_cumprod per schedule (float32 in the verbatim variant), bit for bit."""
+    cls = load_variant(src_dir, wide)["scheduling_ddpm"].DDPMScheduler
+    return {name: [float(v) for v in cls(num_train_timesteps=1000, **sched).alphas_cumprod] for name, sched in SCHEDULES.items()}
 
 
 def main():
@@ -365,7 +393,8 @@ def main():
         cases = make(src_dir, wide)
         meta = {"diffusers_commit": "58eb52c0803ea9af3abec60841c2a093bdf1f951", "diffusers_version": "0.40.0.dev0",
                 "torch": torch.__version__, "numpy": np.__version__, "shape": list(SHAPE),
-                "variant": "float64 dtype literals" if wide else "verbatim float32", "cases": cases}
+                "variant": "float64 dtype literals" if wide else "verbatim float32",
+                "alphas_cumprod": tables(src_dir, wide), "cases": cases}
         with open(os.path.join(out_dir, name), "w") as f:
             json.dump(meta, f, separators=(",", ":"))
         print(name, len(cases), "cases")

@@ -17,6 +17,7 @@
 
 #include "diffuse/samplers/ancestral.hpp"
 #include "diffuse/samplers/ddim.hpp"
+#include "diffuse/diffusers_exact.hpp"
 #include "diffuse/error.hpp"
 #include "diffuse/forward.hpp"
 #include "diffuse/guidance.hpp"

@@ -30,6 +30,12 @@ struct ddpm_options {
   /// false runs the scalar reference loop instead of the xsimd one: the same operations element by
   /// element, hence the same bits; for tests and benchmarks.
   bool vectorize = true;
+  /// Reproduce diffusers' DDPMScheduler instead of the correct chain (docs/howto/solvers.md lists the
+  /// differences): the last position adds noise whenever its t > 0 (trailing or offset-leading lists),
+  /// with ᾱ_p = 1, so σ² = max(β̃, 1e-20) = 1e-20 for fixed_small and β' = 1 − ᾱ_t for fixed_large; and
+  /// learned_range's lower end is log max(β̃, 1e-20), unclipped. Pair it with diffusers_float32_schedule()
+  /// (diffusers_exact.hpp) for diffusers' float32 tables.
+  bool diffusers_exact = false;
 };
 
 /// The coefficients of one step, computed once in double when the sampler is built.
@@ -41,6 +47,7 @@ struct ancestral_step_coefficients {
   double c2 = 0;              ///< posterior mean coefficient of x_t: μ̃ = c1·x̂0 + c2·x_t
   double variance = 0;        ///< σ² of the fixed variance types (0 for the learned ones)
   double posterior_variance = 0;  ///< β̃ of the true posterior q(x_p | x_t, x_0) (0 at the last position)
+  bool noisy = false;         ///< whether the step adds σ·z: all but the last position (diffusers_exact: also a last t > 0)
   double log_variance = 0;    ///< clipped log β̃ of this position (SPEC §11)
   double log_beta = 0;        ///< log β'_t, the upper end of learned_range
   /// Linear maps from (x_t, model output) to x̂0 and ε̂ at ᾱ_t, for the configured prediction type.
@@ -93,6 +100,8 @@ class ddpm_sampler {
       s.c1 = post.c1;
       s.c2 = post.c2;
       s.posterior_variance = s.prev >= 0 ? post.variance : 0.0;
+      const bool exact = options_.diffusers_exact;
+      s.noisy = s.prev >= 0 || (exact && s.t > 0);
       if (options_.prediction == prediction_type::epsilon && s.alpha_bar_t <= 0.0)
         detail::fail(error_kind::numeric, "epsilon prediction cannot give x0 at step ", k, " (t = ", s.t,
                      ") where alpha_bar = 0 (a zero-terminal-SNR schedule); expected v_prediction or sample "
@@ -107,10 +116,14 @@ class ddpm_sampler {
         s.log_variance = schedule.posterior_log_variance_clipped(s.t);
       }
       s.log_beta = std::log(post.beta_prime);
+      // diffusers clamps β̃ at 1e-20 before every use and never clips its log.
+      if (exact) s.log_variance = std::log(std::max(post.variance, 1e-20));
       switch (options_.variance) {
-        case variance_type::fixed_small: s.variance = s.prev >= 0 ? post.variance : 0.0; break;
+        case variance_type::fixed_small: s.variance = exact ? std::max(post.variance, 1e-20) : s.prev >= 0 ? post.variance : 0.0; break;
         // guided-diffusion's fixed_large puts the clipped β̃ at the last position instead of β'.
-        case variance_type::fixed_large: s.variance = s.prev >= 0 ? post.beta_prime : std::exp(s.log_variance); break;
+        case variance_type::fixed_large:
+          s.variance = s.prev >= 0 || exact ? post.beta_prime : std::exp(s.log_variance);
+          break;
         default: s.variance = 0.0; break;
       }
     }
@@ -124,8 +137,9 @@ class ddpm_sampler {
   std::span<const int> timesteps() const noexcept { return timesteps_; }
   /// 2 when the model outputs 2C channels (learned variance types), else 1.
   std::size_t output_factor() const noexcept { return is_learned(options_.variance) ? 2 : 1; }
-  /// Whether the step at position k adds noise (all but the last position).
-  bool adds_noise(int k) const { return coefficients(k).prev >= 0; }
+  /// Whether the step at position k adds noise (all but the last position; with diffusers_exact also a
+  /// last position whose t > 0).
+  bool adds_noise(int k) const { return coefficients(k).noisy; }
   /// The options it was built with.
   const ddpm_options& options() const noexcept { return options_; }
   /// The precomputed coefficients of position k.
@@ -154,7 +168,7 @@ class ddpm_sampler {
   template <Real Scalar, class X0Hook = no_x0_hook>
   void step(int k, const step_buffers<Scalar>& io, const sample_shape& shape, X0Hook&& x0_hook = {}) const {
     const auto& s = coefficients(k);
-    const bool noisy = s.prev >= 0;
+    const bool noisy = s.noisy;
     const std::size_t factor = output_factor();
     detail::check_step_buffers(io, shape, factor, noisy);
     const std::size_t per_item = shape.channels * shape.spatial;
@@ -301,7 +315,9 @@ class ddpm_sampler {
     const auto r = clip ? static_cast<Scalar>(*proc.clip_range) : Scalar(0);
     const bool learned = is_learned(options_.variance);
     // The fixed types: σ² as step() uses it, and its log (log β' away from the last position for fixed_large).
-    const double fixed_log = options_.variance == variance_type::fixed_large && s.prev >= 0 ? s.log_beta : s.log_variance;
+    const double fixed_log = options_.variance == variance_type::fixed_large && (s.prev >= 0 || options_.diffusers_exact)
+                                 ? s.log_beta
+                                 : s.log_variance;
     for (std::size_t i = 0; i < shape.batch; ++i) {
       const std::size_t base = i * per_item;
       const Scalar* x = x_t.data() + base;

@@ -6,8 +6,8 @@ usage: /usr/bin/python3 tools/make_solver_fixtures.py DIFFUSERS_SRC_DIR [OUT_DIR
 DIFFUSERS_SRC_DIR is a diffusers checkout's src/diffusers folder (the fixtures in tests/fixtures/solvers/
 were made from commit 58eb52c0803ea9af3abec60841c2a093bdf1f951, version 0.40.0.dev0). The scheduler
 modules scheduling_dpmsolver_multistep.py, scheduling_euler_discrete.py,
-scheduling_euler_ancestral_discrete.py, scheduling_heun_discrete.py and scheduling_unipc_multistep.py are
-imported from there unchanged; only the framework imports
+scheduling_euler_ancestral_discrete.py, scheduling_heun_discrete.py, scheduling_unipc_multistep.py,
+scheduling_ddpm.py and scheduling_ddim.py are imported from there unchanged; only the framework imports
 they make are stubbed (configuration_utils' ConfigMixin / register_to_config, which record the
 constructor's arguments as the config; utils' deprecate, logging, BaseOutput, is_scipy_available;
 scheduling_utils' SchedulerMixin / SchedulerOutput / KarrasDiffusionSchedulers; torch_utils'

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <numbers>
 #include <vector>
 
 #if defined(_OPENMP)
@@ -18,6 +19,7 @@
 #include "diffuse/sample.hpp"
 #include "diffuse/samplers/dpm_solver.hpp"
 #include "diffuse/samplers/euler.hpp"
+#include "diffuse/samplers/from_config.hpp"
 #include "diffuse/samplers/heun.hpp"
 #include "diffuse/samplers/unipc.hpp"
 #include "support.hpp"
@@ -245,6 +247,99 @@ TEST_CASE("SDE-DPM-Solver++ and Euler ancestral reproduce the mixture's mode wei
   }
 }
 
+namespace {
+/// Classifier guidance with the mixture's exact ∇ log p(y = label | x_t) at the solver's ᾱ = 1/(σ² + 1).
+struct exact_classifier {
+  static constexpr bool needs_gradient = true;
+  int label = 0;
+  double scale = 1.0;
+  void operator()(const diffuse::guidance_context<double>& ctx) const {
+    std::vector<double> x0(ctx.x_t.size()), g(ctx.x_t.size());
+    mixture().denoise<double>(ctx.x_t, ctx.alpha_bar, x0, {}, label, g, scale);
+    for (std::size_t i = 0; i < g.size(); ++i) ctx.gradient[i] += g[i];
+  }
+};
+}  // namespace
+
+TEST_CASE("apply_score_guidance: every prediction type shifts epsilon by -sqrt(1 - alpha_bar) g") {
+  // Closed form: convert the shifted output back to ε̂ at ᾱ = 1/(σ² + 1); it must be ε̂ − b·g (1e-14, rounding).
+  const double sigma = 2.5, ab = 1.0 / (sigma * sigma + 1.0), a = std::sqrt(ab), b = std::sqrt(1.0 - ab);
+  const std::vector<double> x{0.3, -1.2}, eps{0.7, 0.1}, g{0.4, -2.0};
+  for (auto p : {diffuse::prediction_type::epsilon, diffuse::prediction_type::sample, diffuse::prediction_type::v_prediction}) {
+    std::vector<double> out(2);
+    for (int i = 0; i < 2; ++i) {
+      const double x0 = (x[i] - b * eps[i]) / a;
+      out[i] = p == diffuse::prediction_type::epsilon ? eps[i] : p == diffuse::prediction_type::sample ? x0 : a * eps[i] - b * x0;
+    }
+    diffuse::apply_score_guidance<double>(p, sigma, g, out);
+    for (int i = 0; i < 2; ++i) {
+      const double e = p == diffuse::prediction_type::epsilon ? out[i]
+                       : p == diffuse::prediction_type::sample ? (x[i] - a * out[i]) / b
+                                                               : a * out[i] + b * x[i];
+      CHECK(e == doctest::Approx(eps[i] - b * g[i]).epsilon(1e-14));
+    }
+  }
+  std::vector<double> out(2);
+  test::check_error([&] { diffuse::apply_score_guidance<double>(diffuse::prediction_type::epsilon, 0.0, g, out); }, {"[diffuse.guidance]", "sigma = 0"});
+  test::check_error([&] { diffuse::apply_score_guidance<double>(diffuse::prediction_type::epsilon, 1.0, std::vector<double>(3), out); },
+                    {"[diffuse.shape]", "gradient has 3 elements; expected 2"});
+}
+
+TEST_CASE("classifier guidance with solve(): the exact classifier at scale 1 samples the chosen component alone") {
+  // With the exact score and the exact ∇ log p(y | x_t), the guided probability-flow ODE is that of
+  // p(x0 | y): component y alone (weight 1, its own spread). Unguided the weight of mode 0 is 0.3.
+  const auto schedule = diffuse::noise_schedule::linear(1000);
+  const diffuse::sample_shape shape{.batch = 2000, .channels = 2, .spatial = 1};
+  const auto table = diffuse::training_sigmas(schedule);
+  // The exact output for prediction p at the σ the solver uses (the table interpolated at t, as the solvers do).
+  const auto exact = [&](diffuse::prediction_type p) {
+    return [&, p](std::span<const double> x, double t, std::span<double> out) {
+      const auto j = static_cast<std::size_t>(std::floor(t));
+      const double s = j + 1 < table.size() ? table[j] + (table[j + 1] - table[j]) * (t - static_cast<double>(j)) : table[j];
+      const double ab = 1.0 / (s * s + 1.0), a = std::sqrt(ab), b = std::sqrt(1.0 - ab);
+      mixture().denoise<double>(x, ab, out);
+      for (std::size_t i = 0; i < x.size(); ++i) {
+        const double x0 = out[i], eps = (x[i] - a * x0) / b;
+        out[i] = p == diffuse::prediction_type::epsilon ? eps : p == diffuse::prediction_type::sample ? x0 : a * eps - b * x0;
+      }
+    };
+  };
+  const auto run = [&](const auto& solver, diffuse::prediction_type p, int label, std::uint64_t seed) {
+    std::vector<double> x(shape.numel());
+    diffuse::fill_initial_noise<double>(x, shape, seed);
+    const auto model = exact(p);
+    diffuse::solve(solver, [&](std::span<const double> in, auto t, std::span<double> out) { model(in, static_cast<double>(t), out); },
+                   std::span<double>(x), shape, {.seed = seed}, diffuse::no_callback{}, diffuse::guidance(exact_classifier{label, 1.0}));
+    return stats(x);
+  };
+  const auto eps = diffuse::prediction_type::epsilon, v = diffuse::prediction_type::v_prediction, x0 = diffuse::prediction_type::sample;
+  struct outcome {
+    const char* name;
+    mode_stats s;
+    int label;
+  };
+  const outcome results[] = {
+      {"DPM-Solver++ 2M, 30 steps, epsilon, y = 0", run(diffuse::dpm_solver_sampler(schedule, 30, {}, {.prediction = eps}), eps, 0, 21), 0},
+      {"UniPC-2, 30 steps, x0, y = 0", run(diffuse::unipc_sampler(schedule, 30, {}, {.prediction = x0}), x0, 0, 22), 0},
+      {"Euler, 100 steps, v, y = 0", run(diffuse::euler_sampler(schedule, 100, {}, {.prediction = v}), v, 0, 23), 0},
+      {"Heun, 30 steps, epsilon, y = 1", run(diffuse::heun_sampler(schedule, 30, {}, {.prediction = eps}), eps, 1, 24), 1},
+  };
+  for (const auto& r : results) {
+    CAPTURE(std::string(r.name));
+    std::printf("classifier guidance, %s: mode-0 weight %.4f (expected %d), spread of that mode %.3f (%.1f)\n", r.name, r.s.weight0,
+                r.label == 0 ? 1 : 0, r.label == 0 ? r.s.std0 : r.s.std1, r.label == 0 ? 0.5 : 0.3);
+    // Weight: every sample in the guided mode; 0.5% allows the few points of the far tail of N(μ_y, s_y²)
+    // that fall nearer the other mean (none expected at these distances: |μ0 − μ1| = 4.1, s ≤ 0.5).
+    if (r.label == 0) {
+      CHECK(r.s.weight0 >= 0.995);
+      CHECK(std::abs(r.s.std0 - 0.5) < 0.03);  // 2000 samples: std error of the std ~0.5/√4000 = 0.008; 0.03 adds discretization
+    } else {
+      CHECK(r.s.weight0 <= 0.005);
+      CHECK(std::abs(r.s.std1 - 0.3) < 0.02);
+    }
+  }
+}
+
 TEST_CASE_TEMPLATE("solve(): the same bits whatever the batch split, thread count or vector path", Scalar, float, double) {
   const auto schedule = diffuse::noise_schedule::scaled_linear(1000);
   const auto model = [](std::span<const Scalar> x, double t, std::span<Scalar> out) {
@@ -339,6 +434,30 @@ TEST_CASE("solve() and a user's step loop allocate nothing after the first use")
   CHECK(test::allocations() == before);
 }
 
+TEST_CASE("beta sigmas: the incomplete beta and its quantile against closed forms and scipy") {
+  // Closed forms: I_x(1, 1) = x; I_x(½, ½) = (2/π)·asin(√x); I_x(a, b) = 1 − I_{1−x}(b, a). 1e-14 absolute:
+  // the continued fraction converges to 1e-16 per term, lgamma adds a few ulps.
+  for (double x : {1e-6, 0.01, 0.3, 0.5, 0.77, 0.999}) {
+    CHECK(diffuse::detail::regularized_incomplete_beta(x, 1.0, 1.0) == doctest::Approx(x).epsilon(1e-14));
+    CHECK(diffuse::detail::regularized_incomplete_beta(x, 0.5, 0.5) == doctest::Approx(2.0 / std::numbers::pi * std::asin(std::sqrt(x))).epsilon(1e-14));
+    CHECK(diffuse::detail::regularized_incomplete_beta(x, 0.6, 2.5) ==
+          doctest::Approx(1.0 - diffuse::detail::regularized_incomplete_beta(1.0 - x, 2.5, 0.6)).epsilon(1e-14));
+  }
+  // scipy 1.10.1 stats.beta.ppf(p, 0.6, 0.6) (the call diffusers' _convert_to_beta makes); 1e-13 relative.
+  const std::pair<double, double> scipy[] = {{1e-3, 1.855873851745199e-05}, {0.1, 0.03958440558878085}, {0.25, 0.17568037865269498},
+                                             {0.5, 0.5000000000000001}, {0.9, 0.9604155944112192}, {0.999, 0.9999814412614826}};
+  for (auto [p, q] : scipy) CHECK(diffuse::detail::beta_quantile(p, 0.6, 0.6) == doctest::Approx(q).epsilon(1e-13));
+  CHECK(diffuse::detail::beta_quantile(0.0, 0.6, 0.6) == 0.0);
+  CHECK(diffuse::detail::beta_quantile(1.0, 0.6, 0.6) == 1.0);
+  // The list: N values from σ_max down to σ_min, denser at both ends than in the middle (α = β < 1).
+  const auto s = diffuse::detail::beta_sigmas(0.03, 14.6, 9);
+  CHECK(s.front() == doctest::Approx(14.6).epsilon(1e-15));
+  CHECK(s.back() == 0.03);
+  for (std::size_t i = 1; i < s.size(); ++i) CHECK(s[i] < s[i - 1]);
+  CHECK(s[0] - s[1] < s[4] - s[5]);
+  CHECK(s[7] - s[8] < s[3] - s[4]);
+}
+
 TEST_CASE("solvers: bad input is a diffuse::error that says what was expected") {
   const auto schedule = diffuse::noise_schedule::linear(1000);
   test::check_error([&] { (void)diffuse::sigma_kind_from_flags(true, true); },
@@ -356,7 +475,16 @@ TEST_CASE("solvers: bad input is a diffuse::error that says what was expected") 
   test::check_error([&] { (void)diffuse::dpm_solver_sigmas(schedule, 10, {.sigma_min = 0.1}); }, {"not keys of the DPM-Solver family"});
   test::check_error([&] { (void)diffuse::euler_sigmas(schedule, 10, {.kind = diffuse::sigma_kind::lu_lambdas}); }, {"use_lu_lambdas is a DPM-Solver key"});
   test::check_error([&] { (void)diffuse::euler_sigmas(schedule, 10, {.steps_offset = 1}); }, {"steps_offset = 1 with a spacing other than leading"});
-  test::check_error([&] { (void)diffuse::sigma_kind_from_flags(false, false, false, true); }, {"use_beta_sigmas is not supported yet"});
+  // diffusers refuses any two of use_karras_sigmas, use_exponential_sigmas, use_beta_sigmas (diffuse also counts use_lu_lambdas).
+  test::check_error([&] { (void)diffuse::sigma_kind_from_flags(true, false, false, true); }, {"more than one of use_karras_sigmas", "use_beta_sigmas"});
+  test::check_error([&] { (void)diffuse::sigma_kind_from_flags(false, true, false, true); }, {"more than one of"});
+  test::check_error([&] { (void)diffuse::sigma_kind_from_flags(false, false, true, true); }, {"more than one of"});
+  test::check_error([&] { (void)diffuse::solver_from_config(R"({"_class_name": "UniPCMultistepScheduler", "use_karras_sigmas": true, "use_beta_sigmas": true})", 10); },
+                    {"more than one of use_karras_sigmas"});
+  test::check_error([&] { (void)diffuse::solver_from_config(R"({"_class_name": "EulerAncestralDiscreteScheduler", "use_beta_sigmas": true})", 10); },
+                    {"beta sigmas in EulerAncestralDiscreteScheduler"});
+  test::check_error([&] { (void)diffuse::euler_sigmas(schedule, 10, {.kind = diffuse::sigma_kind::beta, .interpolation = diffuse::sigma_interpolation::log_linear}); },
+                    {"log_linear with Karras, exponential or beta sigmas"});
   test::check_error([&] { diffuse::euler_sampler(schedule, 10, {}, {.s_churn = -1.0}); }, {"expected finite s_churn >= 0"});
 
   // A state is bound to its solver, its shape and the order of the steps.

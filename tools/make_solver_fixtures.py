@@ -6,8 +6,8 @@ usage: /usr/bin/python3 tools/make_solver_fixtures.py DIFFUSERS_SRC_DIR [OUT_DIR
 DIFFUSERS_SRC_DIR is a diffusers checkout's src/diffusers folder (the fixtures in tests/fixtures/solvers/
 were made from commit 58eb52c0803ea9af3abec60841c2a093bdf1f951, version 0.40.0.dev0). The scheduler
 modules scheduling_dpmsolver_multistep.py, scheduling_euler_discrete.py,
-scheduling_euler_ancestral_discrete.py, scheduling_heun_discrete.py and scheduling_unipc_multistep.py are
-imported from there unchanged; only the framework imports
+scheduling_euler_ancestral_discrete.py, scheduling_heun_discrete.py, scheduling_unipc_multistep.py,
+scheduling_ddpm.py and scheduling_ddim.py are imported from there unchanged; only the framework imports
 they make are stubbed (configuration_utils' ConfigMixin / register_to_config, which record the
 constructor's arguments as the config; utils' deprecate, logging, BaseOutput, is_scipy_available;
 scheduling_utils' SchedulerMixin / SchedulerOutput / KarrasDiffusionSchedulers; torch_utils'
@@ -44,7 +44,7 @@ import torch
 
 SHAPE = (2, 1, 3)  # batch, channels, spatial: 6 elements
 MODULES = ["scheduling_dpmsolver_multistep", "scheduling_euler_discrete", "scheduling_euler_ancestral_discrete",
-           "scheduling_heun_discrete", "scheduling_unipc_multistep"]
+           "scheduling_heun_discrete", "scheduling_unipc_multistep", "scheduling_ddpm", "scheduling_ddim"]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -121,7 +121,7 @@ def install_stubs(schedulers_dir):
     utils = types.ModuleType("diffusers.utils")
     utils.__path__ = []
     utils.BaseOutput, utils.deprecate = BaseOutput, deprecate
-    utils.is_scipy_available = lambda: False
+    utils.is_scipy_available = lambda: True  # the real scipy: _convert_to_beta calls scipy.stats.beta.ppf
     utils.logging = types.SimpleNamespace(get_logger=pylogging.getLogger)
     torch_utils = types.ModuleType("diffusers.utils.torch_utils")
     torch_utils.randn_tensor = randn_tensor
@@ -264,7 +264,43 @@ HEUN = [
     ("heun_leading", dict(timestep_spacing="leading", steps_offset=1), SHORT),
 ]
 
-STEP_ARGS = ("s_churn", "s_tmin", "s_tmax")
+# use_beta_sigmas (Beta(0.6, 0.6) quantiles from scipy.stats), run after every table above so that the
+# seeds, hence the noise, of the earlier cases stay what they were.
+BETA = [
+    ("dpm", "dpm2_beta", dict(solver_order=2, use_beta_sigmas=True), SHORT),
+    ("dpm", "dpm3_beta_sigma_min", dict(solver_order=3, use_beta_sigmas=True, final_sigmas_type="sigma_min",
+                                        schedule="scaled_linear"), SHORT),
+    ("dpm", "sde2_beta", dict(solver_order=2, algorithm_type="sde-dpmsolver++", use_beta_sigmas=True), SHORT),
+    ("unipc", "unipc2_beta", dict(solver_order=2, use_beta_sigmas=True), SHORT),
+    # Not N = 1: UniPC's final sigma_min is the last converted σ, which for one step is σ_max itself (a step
+    # from σ_max to σ_max); diffuse ends at the table's σ_0, as DPM-Solver does.
+    ("unipc", "unipc3_beta_sigma_min", dict(solver_order=3, use_beta_sigmas=True, final_sigmas_type="sigma_min"), [2, 3, 5, 12]),
+    ("euler", "euler_beta", dict(use_beta_sigmas=True), SHORT),
+    ("euler", "euler_beta_bounds", dict(use_beta_sigmas=True, sigma_min=0.05, sigma_max=10.0, schedule="scaled_linear"), SHORT),
+    ("heun", "heun_beta", dict(use_beta_sigmas=True), SHORT),
+]
+
+# DDPMScheduler and DDIMScheduler as diffusers runs them, for diffuse's diffusers-exact mode: the DDIM
+# previous timestep t − T/N (linspace and uneven trailing lists), DDPM noise on a last step with t > 0
+# (trailing, offset leading), and the float32 tables of the verbatim variant.
+DDIM_DDPM = [
+    ("ddim", "ddim_linspace", dict(timestep_spacing="linspace"), [7, 10]),
+    ("ddim", "ddim_trailing", dict(timestep_spacing="trailing"), [7]),
+    ("ddim", "ddim_leading_offset", dict(timestep_spacing="leading", steps_offset=1), [10]),
+    ("ddim", "ddim_eta1_trailing", dict(timestep_spacing="trailing", eta=1.0), [7]),
+    ("ddim", "ddim_eta05_clipped_output", dict(eta=0.5, use_clipped_model_output=True, timestep_spacing="linspace"), [7]),
+    ("ddim", "ddim_v_no_clip_alpha0", dict(prediction_type="v_prediction", clip_sample=False, set_alpha_to_one=False,
+                                           timestep_spacing="linspace", schedule="scaled_linear"), [7]),
+    ("ddim", "ddim_cosine_trailing", dict(schedule="cosine", timestep_spacing="trailing"), [10]),
+    ("ddpm", "ddpm_trailing", dict(timestep_spacing="trailing"), [10]),
+    ("ddpm", "ddpm_trailing_large", dict(timestep_spacing="trailing", variance_type="fixed_large"), [10]),
+    ("ddpm", "ddpm_leading_offset_large", dict(timestep_spacing="leading", steps_offset=1, variance_type="fixed_large",
+                                               schedule="scaled_linear"), [10]),
+    ("ddpm", "ddpm_linspace_v", dict(timestep_spacing="linspace", prediction_type="v_prediction", clip_sample=False), [7]),
+    ("ddpm", "ddpm_cosine_leading", dict(schedule="cosine"), [10]),
+]
+
+STEP_ARGS = ("s_churn", "s_tmin", "s_tmax", "eta", "use_clipped_model_output")
 
 
 def run_case(cls, family, options, n, dtype, seed):
@@ -305,7 +341,7 @@ def run_case(cls, family, options, n, dtype, seed):
         "evaluations": len(steps),
         "initial_noise": z.flatten().tolist(),
         "init_noise_sigma": float(scheduler.init_noise_sigma),
-        "sigmas": [float(s) for s in scheduler.sigmas],
+        "sigmas": [float(s) for s in getattr(scheduler, "sigmas", [])],
         "trajectory": steps,
     }
 
@@ -319,6 +355,8 @@ def make(src_dir, wide):
         "euler_ancestral": modules["scheduling_euler_ancestral_discrete"].EulerAncestralDiscreteScheduler,
         "heun": modules["scheduling_heun_discrete"].HeunDiscreteScheduler,
         "unipc": modules["scheduling_unipc_multistep"].UniPCMultistepScheduler,
+        "ddpm": modules["scheduling_ddpm"].DDPMScheduler,
+        "ddim": modules["scheduling_ddim"].DDIMScheduler,
     }
     cases = []
     seed = 17
@@ -330,7 +368,19 @@ def make(src_dir, wide):
                 case = run_case(classes[family], family, options, n, dtype, seed)
                 case.update({"name": name, "family": family, "options": options})
                 cases.append(case)
+    for family, name, options, counts in BETA + DDIM_DDPM:
+        for n in counts:
+            seed += 1
+            case = run_case(classes[family], family, options, n, dtype, seed)
+            case.update({"name": name, "family": family, "options": options})
+            cases.append(case)
     return cases
+
+
+def tables(src_dir, wide):
+    """DDPMScheduler's alphas_cumprod per schedule (float32 in the verbatim variant), bit for bit."""
+    cls = load_variant(src_dir, wide)["scheduling_ddpm"].DDPMScheduler
+    return {name: [float(v) for v in cls(num_train_timesteps=1000, **sched).alphas_cumprod] for name, sched in SCHEDULES.items()}
 
 
 def main():
@@ -343,7 +393,8 @@ def main():
         cases = make(src_dir, wide)
         meta = {"diffusers_commit": "58eb52c0803ea9af3abec60841c2a093bdf1f951", "diffusers_version": "0.40.0.dev0",
                 "torch": torch.__version__, "numpy": np.__version__, "shape": list(SHAPE),
-                "variant": "float64 dtype literals" if wide else "verbatim float32", "cases": cases}
+                "variant": "float64 dtype literals" if wide else "verbatim float32",
+                "alphas_cumprod": tables(src_dir, wide), "cases": cases}
         with open(os.path.join(out_dir, name), "w") as f:
             json.dump(meta, f, separators=(",", ":"))
         print(name, len(cases), "cases")

@@ -17,10 +17,12 @@
 
 #include "diffuse/samplers/ancestral.hpp"
 #include "diffuse/samplers/ddim.hpp"
+#include "diffuse/diffusers_exact.hpp"
 #include "diffuse/error.hpp"
 #include "diffuse/forward.hpp"
 #include "diffuse/guidance.hpp"
 #include "diffuse/img2img.hpp"
+#include "diffuse/likelihood.hpp"
 #include "diffuse/model.hpp"
 #include "diffuse/posterior.hpp"
 #include "diffuse/random.hpp"

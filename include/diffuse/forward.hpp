@@ -63,6 +63,55 @@ void add_noise(const noise_schedule& schedule, std::span<const Scalar> x0, std::
   });
 }
 
+/// log(1 − ᾱ_t), the log variance of q(x_t | x_0) (guided-diffusion's log_one_minus_alphas_cumprod).
+/// \throws diffuse::error unless 0 ≤ t < T.
+inline double log_one_minus_alpha_bar(const noise_schedule& schedule, int t) {
+  if (t < 0 || t >= schedule.size())
+    detail::fail(error_kind::timesteps, "timestep ", t, " is out of range; expected 0 <= t < ", schedule.size());
+  return std::log(1.0 - schedule.alpha_bar(t));
+}
+
+/// ᾱ_{t+1}, the target of a DDIM inversion step from t (guided-diffusion's alphas_cumprod_next): 0 at the
+/// last timestep t = T − 1, as guided-diffusion defines it (the chain ends in pure noise).
+/// \throws diffuse::error unless 0 ≤ t < T.
+inline double alpha_bar_next(const noise_schedule& schedule, int t) {
+  if (t < 0 || t >= schedule.size())
+    detail::fail(error_kind::timesteps, "timestep ", t, " is out of range; expected 0 <= t < ", schedule.size());
+  return t + 1 < schedule.size() ? schedule.alpha_bar(t + 1) : 0.0;
+}
+
+/// The marginal q(x_t | x_0) = N(√ᾱ_t·x0, (1 − ᾱ_t)·I) elementwise (guided-diffusion's q_mean_variance),
+/// with t = timesteps[i] for batch item i.
+///
+/// Each output has the shape of x0 and may be empty to skip it; `mean` may alias x0. With the log variance
+/// and normal_kl (likelihood.hpp), KL(q(x_{T−1} | x_0) ‖ N(0, I)) is the prior term of the variational bound.
+/// \param mean         √ᾱ_t·x0
+/// \param variance     1 − ᾱ_t
+/// \param log_variance log(1 − ᾱ_t)
+/// \throws diffuse::error on buffers that do not match `shape` or timesteps outside [0, T).
+template <Real Scalar>
+void q_mean_variance(const noise_schedule& schedule, std::span<const Scalar> x0, std::span<const int> timesteps,
+                     const sample_shape& shape, std::span<Scalar> mean, std::span<Scalar> variance = {},
+                     std::span<Scalar> log_variance = {}) {
+  detail::check_size("x0", x0.size(), shape);
+  if (!mean.empty()) detail::check_size("the mean", mean.size(), shape);
+  if (!variance.empty()) detail::check_size("the variance", variance.size(), shape);
+  if (!log_variance.empty()) detail::check_size("the log variance", log_variance.size(), shape);
+  detail::check_timesteps(schedule, timesteps, shape);
+  const std::size_t m = shape.per_sample();
+  for (std::size_t i = 0; i < shape.batch; ++i) {
+    const int t = timesteps[i];
+    const auto a = static_cast<Scalar>(schedule.sqrt_alpha_bar(t));
+    const auto v = static_cast<Scalar>(1.0 - schedule.alpha_bar(t));
+    const auto lv = static_cast<Scalar>(log_one_minus_alpha_bar(schedule, t));
+    for (std::size_t j = i * m; j < (i + 1) * m; ++j) {
+      if (!mean.empty()) mean[j] = a * x0[j];
+      if (!variance.empty()) variance[j] = v;
+      if (!log_variance.empty()) log_variance[j] = lv;
+    }
+  }
+}
+
 /// The velocity target v = √ᾱ_t·noise − √(1 − ᾱ_t)·x0.
 template <Real Scalar>
 void velocity(const noise_schedule& schedule, std::span<const Scalar> x0, std::span<const Scalar> noise,

@@ -7,8 +7,9 @@
 /// `static constexpr bool needs_gradient`. The loop calls the hooks in the order given, after the model
 /// and before the step. Hooks that change the model output (classifier-free guidance) edit
 /// `ctx.model_output`; hooks that guide with a classifier add s·∇ log p(y | x_t) into `ctx.gradient`,
-/// which the ancestral step applies as μ + σ²·g (condition_mean) and DDIM as ε̂ − √(1 − ᾱ_t)·g
-/// (condition_score). With no hooks, the loop compiles to exactly the unguided one.
+/// which the ancestral step applies as μ + σ²·g (condition_mean), DDIM as ε̂ − √(1 − ᾱ_t)·g
+/// (condition_score) and solve() in the same score form (apply_score_guidance, samplers/solver.hpp).
+/// With no hooks, the loop compiles to exactly the unguided one.
 
 #include <algorithm>
 #include <cmath>

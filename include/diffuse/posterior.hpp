@@ -5,11 +5,15 @@
 
 #include <cmath>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
 #include "diffuse/error.hpp"
+#include "diffuse/forward.hpp"
+#include "diffuse/model.hpp"
 #include "diffuse/schedule.hpp"
+#include "diffuse/shape.hpp"
 
 namespace diffuse {
 DIFFUSE_BEGIN_NAMESPACE
@@ -51,6 +55,38 @@ inline posterior_coefficients posterior(const noise_schedule& schedule, int t, i
   p.variance = p.beta_prime * (1.0 - p.alpha_bar_prev) / one_minus;
   p.log_variance_clipped = p.variance > 0.0 ? std::log(p.variance) : schedule.posterior_log_variance_clipped(t);
   return p;
+}
+
+/// The full-chain posterior q(x_{t−1} | x_t, x_0) elementwise (guided-diffusion's q_posterior_mean_variance),
+/// with t = timesteps[i] for batch item i: mean c1·x0 + c2·x_t, variance β̃_t and its clipped log.
+///
+/// Each output has the shape of x0 and may be empty to skip it; `mean` may alias x0 or x_t. On a strided
+/// chain, where the clipped log variance of the last position depends on the list, use
+/// ddpm_sampler::posterior_mean_variance instead.
+/// \throws diffuse::error on buffers that do not match `shape` or timesteps outside [0, T).
+template <Real Scalar>
+void q_posterior_mean_variance(const noise_schedule& schedule, std::span<const Scalar> x0, std::span<const Scalar> x_t,
+                               std::span<const int> timesteps, const sample_shape& shape, std::span<Scalar> mean,
+                               std::span<Scalar> variance = {}, std::span<Scalar> log_variance_clipped = {}) {
+  detail::check_size("x0", x0.size(), shape);
+  detail::check_size("x_t", x_t.size(), shape);
+  if (!mean.empty()) detail::check_size("the mean", mean.size(), shape);
+  if (!variance.empty()) detail::check_size("the variance", variance.size(), shape);
+  if (!log_variance_clipped.empty()) detail::check_size("the log variance", log_variance_clipped.size(), shape);
+  detail::check_timesteps(schedule, timesteps, shape);
+  const std::size_t m = shape.per_sample();
+  for (std::size_t i = 0; i < shape.batch; ++i) {
+    const int t = timesteps[i];
+    const auto c1 = static_cast<Scalar>(schedule.posterior_mean_coef1(t));
+    const auto c2 = static_cast<Scalar>(schedule.posterior_mean_coef2(t));
+    const auto v = static_cast<Scalar>(schedule.posterior_variance(t));
+    const auto lv = static_cast<Scalar>(schedule.posterior_log_variance_clipped(t));
+    for (std::size_t j = i * m; j < (i + 1) * m; ++j) {
+      if (!mean.empty()) mean[j] = c1 * x0[j] + c2 * x_t[j];
+      if (!variance.empty()) variance[j] = v;
+      if (!log_variance_clipped.empty()) log_variance_clipped[j] = lv;
+    }
+  }
 }
 
 /// What the network predicts.

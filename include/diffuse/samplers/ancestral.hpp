@@ -30,6 +30,12 @@ struct ddpm_options {
   /// false runs the scalar reference loop instead of the xsimd one: the same operations element by
   /// element, hence the same bits; for tests and benchmarks.
   bool vectorize = true;
+  /// Reproduce diffusers' DDPMScheduler instead of the correct chain (docs/howto/solvers.md lists the
+  /// differences): the last position adds noise whenever its t > 0 (trailing or offset-leading lists),
+  /// with ᾱ_p = 1, so σ² = max(β̃, 1e-20) = 1e-20 for fixed_small and β' = 1 − ᾱ_t for fixed_large; and
+  /// learned_range's lower end is log max(β̃, 1e-20), unclipped. Pair it with diffusers_float32_schedule()
+  /// (diffusers_exact.hpp) for diffusers' float32 tables.
+  bool diffusers_exact = false;
 };
 
 /// The coefficients of one step, computed once in double when the sampler is built.
@@ -40,10 +46,22 @@ struct ancestral_step_coefficients {
   double c1 = 0;              ///< posterior mean coefficient of x̂0: μ̃ = c1·x̂0 + c2·x_t
   double c2 = 0;              ///< posterior mean coefficient of x_t: μ̃ = c1·x̂0 + c2·x_t
   double variance = 0;        ///< σ² of the fixed variance types (0 for the learned ones)
+  double posterior_variance = 0;  ///< β̃ of the true posterior q(x_p | x_t, x_0) (0 at the last position)
+  bool noisy = false;         ///< whether the step adds σ·z: all but the last position (diffusers_exact: also a last t > 0)
   double log_variance = 0;    ///< clipped log β̃ of this position (SPEC §11)
   double log_beta = 0;        ///< log β'_t, the upper end of learned_range
   /// Linear maps from (x_t, model output) to x̂0 and ε̂ at ᾱ_t, for the configured prediction type.
   detail::prediction_coefficients pred;
+};
+
+/// Where ddpm_sampler::mean_variance and ddpm_sampler::posterior_mean_variance write a Gaussian's
+/// parameters, elementwise, each of the sample's shape; an empty span skips that output.
+template <Real Scalar>
+struct gaussian_buffers {
+  std::span<Scalar> mean = {};          ///< the mean
+  std::span<Scalar> variance = {};      ///< σ² (0 where the step adds no noise, for the fixed types)
+  std::span<Scalar> log_variance = {};  ///< log σ² (clipped: finite at the last position too, SPEC §11)
+  std::span<Scalar> x0 = {};            ///< x̂0 after post-processing (mean_variance only)
 };
 
 /// DDPM ancestral sampling over any descending timestep list: x_p = μ̃(x̂0, x_t) + σ·z, no noise on the
@@ -81,6 +99,9 @@ class ddpm_sampler {
       s.alpha_bar_t = post.alpha_bar_t;
       s.c1 = post.c1;
       s.c2 = post.c2;
+      s.posterior_variance = s.prev >= 0 ? post.variance : 0.0;
+      const bool exact = options_.diffusers_exact;
+      s.noisy = s.prev >= 0 || (exact && s.t > 0);
       if (options_.prediction == prediction_type::epsilon && s.alpha_bar_t <= 0.0)
         detail::fail(error_kind::numeric, "epsilon prediction cannot give x0 at step ", k, " (t = ", s.t,
                      ") where alpha_bar = 0 (a zero-terminal-SNR schedule); expected v_prediction or sample "
@@ -95,10 +116,14 @@ class ddpm_sampler {
         s.log_variance = schedule.posterior_log_variance_clipped(s.t);
       }
       s.log_beta = std::log(post.beta_prime);
+      // diffusers clamps β̃ at 1e-20 before every use and never clips its log.
+      if (exact) s.log_variance = std::log(std::max(post.variance, 1e-20));
       switch (options_.variance) {
-        case variance_type::fixed_small: s.variance = s.prev >= 0 ? post.variance : 0.0; break;
+        case variance_type::fixed_small: s.variance = exact ? std::max(post.variance, 1e-20) : s.prev >= 0 ? post.variance : 0.0; break;
         // guided-diffusion's fixed_large puts the clipped β̃ at the last position instead of β'.
-        case variance_type::fixed_large: s.variance = s.prev >= 0 ? post.beta_prime : std::exp(s.log_variance); break;
+        case variance_type::fixed_large:
+          s.variance = s.prev >= 0 || exact ? post.beta_prime : std::exp(s.log_variance);
+          break;
         default: s.variance = 0.0; break;
       }
     }
@@ -112,8 +137,9 @@ class ddpm_sampler {
   std::span<const int> timesteps() const noexcept { return timesteps_; }
   /// 2 when the model outputs 2C channels (learned variance types), else 1.
   std::size_t output_factor() const noexcept { return is_learned(options_.variance) ? 2 : 1; }
-  /// Whether the step at position k adds noise (all but the last position).
-  bool adds_noise(int k) const { return coefficients(k).prev >= 0; }
+  /// Whether the step at position k adds noise (all but the last position; with diffusers_exact also a
+  /// last position whose t > 0).
+  bool adds_noise(int k) const { return coefficients(k).noisy; }
   /// The options it was built with.
   const ddpm_options& options() const noexcept { return options_; }
   /// The precomputed coefficients of position k.
@@ -142,7 +168,7 @@ class ddpm_sampler {
   template <Real Scalar, class X0Hook = no_x0_hook>
   void step(int k, const step_buffers<Scalar>& io, const sample_shape& shape, X0Hook&& x0_hook = {}) const {
     const auto& s = coefficients(k);
-    const bool noisy = s.prev >= 0;
+    const bool noisy = s.noisy;
     const std::size_t factor = output_factor();
     detail::check_step_buffers(io, shape, factor, noisy);
     const std::size_t per_item = shape.channels * shape.spatial;
@@ -257,9 +283,100 @@ class ddpm_sampler {
     if (bad) detail::fail_non_finite<Scalar>(k, s.t, io.model_output, factor, io.x_t, io.x_prev, shape);
   }
 
+  /// The model's reverse distribution p(x_p | x_t) at position k, elementwise: guided-diffusion's
+  /// p_mean_variance on this sampler's chain, for the variational bound (likelihood.hpp).
+  ///
+  /// The mean is the one step() uses before noise is added (c1·x̂0 + c2·x_t from the post-processed x̂0,
+  /// or the model output for previous_x); σ² and log σ² are those of the variance type, per element for
+  /// the learned types (learned_range: ((v+1)/2)·log β' + (1 − (v+1)/2)·log β̃ clipped). At the last
+  /// position fixed_small gives σ² = 0 with the clipped log, fixed_large the clipped β̃ (SPEC §11).
+  /// \param k            position in the timestep list
+  /// \param x_t          the sample at timestep(k)
+  /// \param model_output the model's output at timestep(k) (2C channels for a learned variance)
+  /// \param shape        batch, channels and spatial size of x_t
+  /// \param out          where to write; empty spans are skipped
+  /// \param x0_hook      the same optional x̂0 hook step() takes
+  /// \throws diffuse::error on buffers that do not match `shape` or a position out of range.
+  template <Real Scalar, class X0Hook = no_x0_hook>
+  void mean_variance(int k, std::span<const Scalar> x_t, std::span<const Scalar> model_output, const sample_shape& shape,
+                     const gaussian_buffers<Scalar>& out, X0Hook&& x0_hook = {}) const {
+    const auto& s = coefficients(k);
+    const std::size_t factor = output_factor();
+    detail::check_size("x_t", x_t.size(), shape);
+    if (model_output.size() / factor != shape.numel() || model_output.size() % factor != 0)
+      detail::fail(error_kind::shape, "the model output has ", model_output.size(), " elements; expected ", factor,
+                   " x ", shape.numel(), factor == 2 ? " (2C channels: a learned variance)" : "");
+    check_outputs(out, shape);
+    const std::size_t per_item = shape.per_sample();
+    const auto px = static_cast<Scalar>(s.pred.x0_from_x), po = static_cast<Scalar>(s.pred.x0_from_out);
+    const auto c1 = static_cast<Scalar>(s.c1), c2 = static_cast<Scalar>(s.c2);
+    const auto& proc = options_.processing;
+    const bool clip = !proc.threshold && proc.clip_range;
+    const auto r = clip ? static_cast<Scalar>(*proc.clip_range) : Scalar(0);
+    const bool learned = is_learned(options_.variance);
+    // The fixed types: σ² as step() uses it, and its log (log β' away from the last position for fixed_large).
+    const double fixed_log = options_.variance == variance_type::fixed_large && (s.prev >= 0 || options_.diffusers_exact)
+                                 ? s.log_beta
+                                 : s.log_variance;
+    for (std::size_t i = 0; i < shape.batch; ++i) {
+      const std::size_t base = i * per_item;
+      const Scalar* x = x_t.data() + base;
+      const Scalar* o = model_output.data() + base * factor;
+      const std::span<Scalar> x0 = out.x0.empty() ? detail::thread_scratch<Scalar, detail::scratch_slot::x0>(per_item)
+                                                  : out.x0.subspan(base, per_item);
+      for (std::size_t j = 0; j < per_item; ++j) x0[j] = px * x[j] + po * o[j];
+      x0_hook(x0, i, s.t);
+      const Scalar bound = proc.threshold ? detail::threshold_bound<Scalar>(x0, *proc.threshold) : Scalar(0);
+      for (std::size_t j = 0; j < per_item; ++j) {
+        if (bound > Scalar(0)) {
+          x0[j] = detail::clamp_like_std(x0[j], -bound, bound) / bound;
+        } else if (clip) {
+          x0[j] = detail::clamp_like_std(x0[j], -r, r);
+        }
+        if (!out.mean.empty())
+          out.mean[base + j] = options_.prediction == prediction_type::previous_x ? o[j] : c1 * x0[j] + c2 * x[j];
+        const double lv = learned ? learned_log_variance(s, static_cast<double>(o[per_item + j])) : fixed_log;
+        if (!out.variance.empty()) out.variance[base + j] = static_cast<Scalar>(learned ? std::exp(lv) : s.variance);
+        if (!out.log_variance.empty()) out.log_variance[base + j] = static_cast<Scalar>(lv);
+      }
+    }
+  }
+
+  /// The true posterior q(x_p | x_t, x_0) of position k, elementwise: mean c1·x0 + c2·x_t, variance β̃ and
+  /// its clipped log (at the last position, where β̃ = 0, the log of the step before it, SPEC §11).
+  /// With mean_variance and normal_kl it gives the KL term of the variational bound at any position.
+  /// \param k     position in the timestep list
+  /// \param x0    the clean sample
+  /// \param x_t   the sample at timestep(k)
+  /// \param shape batch, channels and spatial size of x0 and x_t
+  /// \param out   where to write (its x0 member is ignored); empty spans are skipped
+  /// \throws diffuse::error on buffers that do not match `shape` or a position out of range.
+  template <Real Scalar>
+  void posterior_mean_variance(int k, std::span<const Scalar> x0, std::span<const Scalar> x_t, const sample_shape& shape,
+                               const gaussian_buffers<Scalar>& out) const {
+    const auto& s = coefficients(k);
+    detail::check_size("x0", x0.size(), shape);
+    detail::check_size("x_t", x_t.size(), shape);
+    check_outputs(out, shape);
+    const auto c1 = static_cast<Scalar>(s.c1), c2 = static_cast<Scalar>(s.c2);
+    const auto v = static_cast<Scalar>(s.posterior_variance), lv = static_cast<Scalar>(s.log_variance);
+    for (std::size_t j = 0; j < shape.numel(); ++j) {
+      if (!out.mean.empty()) out.mean[j] = c1 * x0[j] + c2 * x_t[j];
+      if (!out.variance.empty()) out.variance[j] = v;
+      if (!out.log_variance.empty()) out.log_variance[j] = lv;
+    }
+  }
+
  private:
   static bool is_learned(variance_type v) noexcept {
     return v == variance_type::learned || v == variance_type::learned_log || v == variance_type::learned_range;
+  }
+  template <class Scalar>
+  static void check_outputs(const gaussian_buffers<Scalar>& out, const sample_shape& shape) {
+    if (!out.mean.empty()) detail::check_size("the mean", out.mean.size(), shape);
+    if (!out.variance.empty()) detail::check_size("the variance", out.variance.size(), shape);
+    if (!out.log_variance.empty()) detail::check_size("the log variance", out.log_variance.size(), shape);
+    if (!out.x0.empty()) detail::check_size("x0", out.x0.size(), shape);
   }
   double learned_log_variance(const ancestral_step_coefficients& s, double v) const {
     switch (options_.variance) {

@@ -33,12 +33,18 @@ struct ddim_options {
   /// false runs the scalar reference loop instead of the xsimd one: the same operations element by
   /// element, hence the same bits; for tests and benchmarks.
   bool vectorize = true;
+  /// Reproduce diffusers' DDIMScheduler instead of the correct chain: each step goes to t − ⌊T/N⌋ (N the
+  /// list's length; below 0, the final ᾱ) rather than to the next list entry. The two agree on leading
+  /// lists and on trailing lists when N divides T; on linspace and other trailing lists diffusers' rule
+  /// steps to timesteps the list does not visit (docs/concepts.md). Pair it with
+  /// diffusers_float32_schedule() (diffusers_exact.hpp) for diffusers' float32 tables.
+  bool diffusers_exact = false;
 };
 
 /// The coefficients of one DDIM step, computed once in double.
 struct ddim_step_coefficients {
   int t = 0;                 ///< timestep of this position
-  int prev = -1;             ///< the timestep it moves to (the next list entry), −1 after the last
+  int prev = -1;             ///< the timestep it moves to (the next list entry; diffusers_exact: t − ⌊T/N⌋), −1 after the last
   double alpha_bar_t = 0;    ///< ᾱ_t
   double alpha_bar_prev = 0; ///< ᾱ_p: ᾱ of `prev`; after the last entry 1 (set_alpha_to_one) or ᾱ_0
   double sigma = 0;          ///< σ_t = η·√((1 − ᾱ_p)/(1 − ᾱ_t))·√(1 − ᾱ_t/ᾱ_p)
@@ -84,6 +90,7 @@ class ddim_sampler {
       auto& s = steps_[static_cast<std::size_t>(k)];
       s.t = timesteps_[static_cast<std::size_t>(k)];
       s.prev = k + 1 < n ? timesteps_[static_cast<std::size_t>(k + 1)] : -1;
+      if (options_.diffusers_exact) s.prev = std::max(-1, s.t - schedule.size() / n);
       s.alpha_bar_t = schedule.alpha_bar(s.t);
       s.alpha_bar_prev = s.prev >= 0 ? schedule.alpha_bar(s.prev) : (options_.set_alpha_to_one ? 1.0 : schedule.alpha_bar(0));
       if (options_.prediction == prediction_type::epsilon && s.alpha_bar_t <= 0.0)

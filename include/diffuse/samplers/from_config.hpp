@@ -186,7 +186,7 @@ inline any_solver solver_from_config(const std::string& text, int steps, const s
       if (flag("clip_sample", false)) o.clip_sample_range = number("clip_sample_range", 1.0);
       return heun_sampler(base.schedule, steps, so, o);
     }
-    refuse_if(so.kind != sigma_kind::timesteps, "Karras / exponential sigmas in EulerAncestralDiscreteScheduler (not keys of that class)");
+    refuse_if(so.kind != sigma_kind::timesteps, "Karras / exponential / beta sigmas in EulerAncestralDiscreteScheduler (not keys of that class)");
     return euler_ancestral_sampler(base.schedule, steps, so, {.prediction = prediction});
   }
   bad("unreachable");

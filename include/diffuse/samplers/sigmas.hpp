@@ -1,7 +1,7 @@
 #pragma once
 /// \file
 /// The sigma-space timestep layer shared by the continuous-time solvers: σ_t = √((1 − ᾱ_t)/ᾱ_t), the
-/// Karras (ρ), exponential and Lu-λ sigma schedules, final_sigmas_type, diffusers' three spacings and
+/// Karras (ρ), exponential, beta and Lu-λ sigma schedules, final_sigmas_type, diffusers' three spacings and
 /// the log-σ interpolation that maps a σ back to a (fractional) training time (SPEC §12).
 ///
 /// Two builders follow the two diffusers families, because they differ in more than naming:
@@ -31,6 +31,7 @@ enum class sigma_kind {
   karras,       ///< Karras et al.: (σ_max^{1/ρ} + i/(N−1)·(σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ (use_karras_sigmas)
   exponential,  ///< log-linear from σ_max to σ_min (use_exponential_sigmas)
   lu_lambdas,   ///< Lu et al.'s uniform λ = −log σ (use_lu_lambdas; DPM-Solver family only)
+  beta,         ///< Lee et al.'s beta-distribution spacing, α = β = 0.6 (use_beta_sigmas; see beta_sigmas())
 };
 
 /// Where the last step lands.
@@ -141,6 +142,59 @@ inline std::vector<double> exponential(double sigma_min, double sigma_max, int n
   return s;
 }
 
+/// The regularized incomplete beta function I_x(a, b), by the continued fraction of the symmetric
+/// expansion (modified Lentz), on the side of the mean where it converges fast, to double precision.
+inline double regularized_incomplete_beta(double x, double a, double b) {
+  if (x <= 0.0) return 0.0;
+  if (x >= 1.0) return 1.0;
+  if (x > (a + 1.0) / (a + b + 2.0)) return 1.0 - regularized_incomplete_beta(1.0 - x, b, a);
+  const double log_front = a * std::log(x) + b * std::log1p(-x) - (std::lgamma(a) + std::lgamma(b) - std::lgamma(a + b));
+  constexpr double tiny = 1e-300, eps = 1e-16;
+  double f = 1.0, c = 1.0, d = 0.0;
+  for (int i = 0; i <= 400; ++i) {
+    const int m = i / 2;
+    double numerator;
+    if (i == 0) {
+      numerator = 1.0;
+    } else if (i % 2 == 0) {
+      numerator = (m * (b - m) * x) / ((a + 2.0 * m - 1.0) * (a + 2.0 * m));
+    } else {
+      numerator = -((a + m) * (a + b + m) * x) / ((a + 2.0 * m) * (a + 2.0 * m + 1.0));
+    }
+    d = 1.0 + numerator * d;
+    d = 1.0 / (std::abs(d) < tiny ? tiny : d);
+    c = 1.0 + numerator / c;
+    if (std::abs(c) < tiny) c = tiny;
+    const double cd = c * d;
+    f *= cd;
+    if (std::abs(1.0 - cd) < eps) break;
+  }
+  return std::exp(log_front) * (f - 1.0) / a;
+}
+
+/// The quantile function (inverse CDF) of the Beta(a, b) distribution at p ∈ [0, 1], by bisection on
+/// I_x(a, b) until the bracket cannot shrink: the answer is as exact as I_x itself (~1e-15 relative).
+inline double beta_quantile(double p, double a, double b) {
+  if (p <= 0.0) return 0.0;
+  if (p >= 1.0) return 1.0;
+  double lo = 0.0, hi = 1.0;
+  for (int i = 0; i < 2000; ++i) {
+    const double mid = 0.5 * (lo + hi);
+    if (mid <= lo || mid >= hi) break;
+    (regularized_incomplete_beta(mid, a, b) < p ? lo : hi) = mid;
+  }
+  return 0.5 * (lo + hi);
+}
+
+/// Lee et al. 2024 ("Beta Sampling is All You Need"), as diffusers' _convert_to_beta: σ_i = σ_min +
+/// Q(1 − i/(N−1))·(σ_max − σ_min) with Q the Beta(0.6, 0.6) quantile, i = 0 … N−1: dense at both ends.
+inline std::vector<double> beta_sigmas(double sigma_min, double sigma_max, int n, double a = 0.6, double b = 0.6) {
+  const auto ramp = np_linspace(0.0, 1.0, n);
+  std::vector<double> s(ramp.size());
+  for (std::size_t i = 0; i < s.size(); ++i) s[i] = sigma_min + beta_quantile(1.0 - ramp[i], a, b) * (sigma_max - sigma_min);
+  return s;
+}
+
 /// Whether a final σ repeats the one before it up to rounding (σ_min^{1/ρ} raised to ρ again).
 inline bool repeats_last(double last, double final_sigma) { return std::abs(final_sigma - last) <= 1e-12 * last; }
 
@@ -163,9 +217,9 @@ inline void check_sigma_options(const sigma_options& o, int T, int n) {
   if (o.steps_offset < 0) fail(error_kind::timesteps, "steps_offset = ", o.steps_offset, "; expected >= 0");
   if (o.kind == sigma_kind::karras && !(o.rho > 0.0 && std::isfinite(o.rho)))
     fail(error_kind::timesteps, "Karras rho = ", o.rho, "; expected a finite rho > 0");
-  if ((o.sigma_min || o.sigma_max) && o.kind != sigma_kind::karras && o.kind != sigma_kind::exponential)
-    fail(error_kind::timesteps, "sigma_min / sigma_max given without Karras or exponential sigmas; expected them only with "
-                                "use_karras_sigmas or use_exponential_sigmas");
+  if ((o.sigma_min || o.sigma_max) && o.kind != sigma_kind::karras && o.kind != sigma_kind::exponential && o.kind != sigma_kind::beta)
+    fail(error_kind::timesteps, "sigma_min / sigma_max given without Karras, exponential or beta sigmas; expected them only with "
+                                "use_karras_sigmas, use_exponential_sigmas or use_beta_sigmas");
   for (const auto& v : {o.sigma_min, o.sigma_max})
     if (v && !(*v > 0.0 && std::isfinite(*v)))
       fail(error_kind::timesteps, "sigma bound ", *v, "; expected a finite sigma > 0");
@@ -183,8 +237,7 @@ inline sigma_kind sigma_kind_from_flags(bool use_karras_sigmas, bool use_exponen
   if (set > 1)
     detail::fail(error_kind::timesteps, "more than one of use_karras_sigmas, use_exponential_sigmas, use_lu_lambdas, "
                                         "use_beta_sigmas is set; expected at most one sigma schedule");
-  if (use_beta_sigmas)
-    detail::fail(error_kind::timesteps, "use_beta_sigmas is not supported yet; expected Karras, exponential or Lu lambda sigmas");
+  if (use_beta_sigmas) return sigma_kind::beta;
   if (use_karras_sigmas) return sigma_kind::karras;
   if (use_exponential_sigmas) return sigma_kind::exponential;
   if (use_lu_lambdas) return sigma_kind::lu_lambdas;
@@ -196,8 +249,8 @@ inline sigma_kind sigma_kind_from_flags(bool use_karras_sigmas, bool use_exponen
 /// Spacing: linspace round(linspace(0, L − 1, N + 1)) reversed without its last point; leading
 /// k·⌊L/(N + 1)⌋ + steps_offset for k = N … 1; trailing round(L − k·T/N) − 1, k = 0 … N − 1 (exactly N
 /// entries); L = T unless lambda_min_clipped cuts the top. The σ of each timestep is σ_t of the table;
-/// Karras / exponential / Lu-λ replace them by N values between the table's σ_0 and σ_{T−1}, and the
-/// model time becomes _sigma_to_t(σ) rounded half to even (Karras, Lu λ) or truncated (exponential), as
+/// Karras / exponential / beta / Lu-λ replace them by N values between the table's σ_0 and σ_{T−1}, and the
+/// model time becomes _sigma_to_t(σ) rounded half to even (Karras, Lu λ) or truncated (exponential, beta), as
 /// diffusers gives the model an int64 timestep. (diffusers skips the rounding for squaredcos_cap_v2
 /// schedules and truncates instead; pass a cosine schedule's list through custom sigmas to get that.)
 /// \throws diffuse::error on invalid options (see sigma_options).
@@ -247,12 +300,15 @@ inline sigma_list dpm_solver_sigmas(const noise_schedule& schedule, int num_infe
       break;
     case sigma_kind::karras:
     case sigma_kind::exponential:
+    case sigma_kind::beta:
     case sigma_kind::lu_lambdas: {
       out.sigmas = o.kind == sigma_kind::karras ? detail::karras(table.front(), table.back(), N, o.rho)
+                   : o.kind == sigma_kind::beta ? detail::beta_sigmas(table.front(), table.back(), N)
                                                 : detail::exponential(table.front(), table.back(), N);
       for (double s : out.sigmas) {
         const double t = sigma_to_t(s, log_sigmas);
-        out.model_times.push_back(o.kind == sigma_kind::exponential ? std::trunc(t) : std::nearbyint(t));
+        const bool truncated = o.kind == sigma_kind::exponential || o.kind == sigma_kind::beta;
+        out.model_times.push_back(truncated ? std::trunc(t) : std::nearbyint(t));
       }
       break;
     }
@@ -266,7 +322,7 @@ inline sigma_list dpm_solver_sigmas(const noise_schedule& schedule, int num_infe
 ///
 /// Spacing: linspace(0, T − 1, N) reversed (fractional); leading k·⌊T/N⌋ + steps_offset; trailing
 /// round(T − k·T/N) − 1. σ at a fractional t is interpolated linearly between table entries
-/// (interpolation_type "linear"). Karras / exponential span [σ_min, σ_max] of those N sigmas (or the
+/// (interpolation_type "linear"). Karras / exponential / beta span [σ_min, σ_max] of those N sigmas (or the
 /// sigma_min / sigma_max options), and the model time is _sigma_to_t(σ), not rounded.
 /// \throws diffuse::error on invalid options.
 inline sigma_list euler_sigmas(const noise_schedule& schedule, int num_inference_steps, const sigma_options& o = {}) {
@@ -305,14 +361,16 @@ inline sigma_list euler_sigmas(const noise_schedule& schedule, int num_inference
   out.model_times = ts;
   if (o.interpolation == sigma_interpolation::log_linear) {
     if (o.kind != sigma_kind::timesteps)
-      detail::fail(error_kind::timesteps, "interpolation_type log_linear with Karras or exponential sigmas; expected one of them");
+      detail::fail(error_kind::timesteps, "interpolation_type log_linear with Karras, exponential or beta sigmas; expected one of them");
     out.sigmas = detail::exponential(table.front(), table.back(), N + 1);
     return out;
   }
   for (double t : ts) out.sigmas.push_back(detail::np_interp_index(t, table));
-  if (o.kind == sigma_kind::karras || o.kind == sigma_kind::exponential) {
+  if (o.kind == sigma_kind::karras || o.kind == sigma_kind::exponential || o.kind == sigma_kind::beta) {
     const double lo = o.sigma_min.value_or(out.sigmas.back()), hi = o.sigma_max.value_or(out.sigmas.front());
-    out.sigmas = o.kind == sigma_kind::karras ? detail::karras(lo, hi, N, o.rho) : detail::exponential(lo, hi, N);
+    out.sigmas = o.kind == sigma_kind::karras        ? detail::karras(lo, hi, N, o.rho)
+                 : o.kind == sigma_kind::exponential ? detail::exponential(lo, hi, N)
+                                                     : detail::beta_sigmas(lo, hi, N);
     out.model_times.clear();
     for (double s : out.sigmas) out.model_times.push_back(sigma_to_t(s, log_sigmas));
   }

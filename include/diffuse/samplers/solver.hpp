@@ -151,6 +151,40 @@ inline std::uint64_t next_solver_id() noexcept {
 }
 }  // namespace detail
 
+/// Classifier guidance in score form for a σ-space solver: shifts a model output so that the solver, which
+/// converts it at σ, sees ε̂' = ε̂ − √(1 − ᾱ)·g with ᾱ = 1/(σ² + 1) and g = s·∇_{x_t} log p(y | x_t)
+/// (SPEC §7's condition_score). Equivalently x̂0' = x̂0 + σ²·√ᾱ·g, the denoiser D + σ²·∇_{x_σ} log p(y) of
+/// the σ-space ODE. Per prediction type: ε' = ε − σ√ᾱ·g; x0' = x0 + σ²√ᾱ·g; v' = v − σ·g.
+///
+/// solve() calls it after the guidance hooks; a loop of your own calls it between the model and step().
+/// \param prediction   what model_output holds (epsilon, sample or v_prediction)
+/// \param sigma        the solver's σ at this evaluation (sampler.sigma(k)), > 0
+/// \param gradient     g, as many elements as model_output
+/// \param model_output edited in place
+/// \throws diffuse::error on sizes that differ, σ ≤ 0 or a previous_x prediction.
+template <Real Scalar>
+void apply_score_guidance(prediction_type prediction, double sigma, std::span<const Scalar> gradient, std::span<Scalar> model_output) {
+  if (gradient.size() != model_output.size())
+    detail::fail(error_kind::shape, "the guidance gradient has ", gradient.size(), " elements; expected ", model_output.size(),
+                 " (one per model output element)");
+  if (!(sigma > 0.0) || !std::isfinite(sigma))
+    detail::fail(error_kind::guidance, "classifier guidance at sigma = ", sigma, "; expected a finite sigma > 0");
+  const double a = 1.0 / std::sqrt(sigma * sigma + 1.0);
+  double c = 0;
+  switch (prediction) {
+    case prediction_type::epsilon: c = -sigma * a; break;
+    case prediction_type::sample: c = sigma * sigma * a; break;
+    case prediction_type::v_prediction: c = -sigma; break;
+    default: detail::fail(error_kind::guidance, "classifier guidance with previous_x prediction; expected epsilon, sample or v_prediction");
+  }
+  const auto cs = static_cast<Scalar>(c);
+  const Scalar* g = gradient.data();
+  Scalar* out = model_output.data();
+  detail::run_elementwise<Scalar>(model_output.size(), true, [=]<class V>(std::size_t j, detail::finite_probe<V>&) {
+    detail::store(out + j, detail::load<V>(out + j) + V(cs) * detail::load<V>(g + j));
+  });
+}
+
 /// What solve()'s callback receives after each step.
 template <class Scalar>
 struct solver_event {
@@ -169,6 +203,7 @@ struct solver_workspace {
   std::vector<Scalar> model_input;   ///< the scaled model input (solvers with input_scale ≠ 1)
   std::vector<Scalar> x0;            ///< x̂0 of the step, for the callback
   std::vector<Scalar> x_next;        ///< the second state buffer
+  std::vector<Scalar> gradient;      ///< the classifier-guidance gradient; sized only for guidance that needs one
   solver_state<Scalar> state;        ///< the multistep history, rebuilt when the solver or shape changes
 };
 
@@ -188,9 +223,11 @@ struct solver_workspace {
 /// \param options  seed, first_sample, start_index and threads (start_index and seed as for sample())
 /// \param workspace buffers reused across calls: nothing is allocated after the first call with a shape
 /// \param callback called after each step with a solver_event (no_callback for none)
-/// \param guidance hooks that edit the model output (classifier-free guidance); guidance_context gets
-///                 ᾱ = 1/(σ² + 1) and the model time rounded to an int. Hooks that need a gradient
-///                 (classifier guidance) are for the DDPM/DDIM samplers.
+/// \param guidance hooks that edit the model output (classifier-free guidance) or add a classifier
+///                 gradient g = s·∇_{x_t} log p(y | x_t) (classifier guidance); guidance_context gets the
+///                 VP sample x_t the model saw, ᾱ = 1/(σ² + 1) and the model time rounded to an int. The
+///                 gradient is applied in score form (apply_score_guidance): the model output is shifted so
+///                 that ε̂' = ε̂ − √(1 − ᾱ)·g, i.e. x̂0' = x̂0 + σ²·√ᾱ·g, before the step.
 /// \throws diffuse::error on shape mismatches or bad positions; every argument is checked before the model is
 ///         first called. If the model, a hook or the callback throws (or a step refuses a non-finite model
 ///         output), x holds a state of the chain (unspecified which) and the workspace's multistep state is
@@ -211,9 +248,10 @@ void solve(const Sampler& sampler, Model&& model, std::span<Scalar> x, const sam
                   "(or with double t), with Scalar the element type of x (float or double)");
   }
   using guidance_type = std::remove_cvref_t<Guidance>;
-  static_assert(!guidance_type::needs_gradient,
-                "diffuse::solve: classifier guidance (a hook with needs_gradient) is not supported by the solvers of "
-                "samplers/; use ddim_sampler with diffuse::sample, or classifier-free guidance");
+  if constexpr (guidance_type::needs_gradient)
+    static_assert(requires { sampler.options().prediction; },
+                  "diffuse::solve: classifier guidance needs the solver's prediction type (sampler.options().prediction) to "
+                  "apply the gradient to the model output; the solvers of samplers/ have it");
   const int n = sampler.num_steps();
   if (options.start_index < 0 || options.start_index >= n)
     detail::fail(error_kind::argument, "start_index = ", options.start_index, " is out of range; expected 0 <= start_index < ", n);
@@ -230,6 +268,8 @@ void solve(const Sampler& sampler, Model&& model, std::span<Scalar> x, const sam
   if (ws.x_next.size() != numel) ws.x_next.assign(numel, Scalar(0));
   constexpr bool wants_x0 = !std::is_same_v<std::remove_cvref_t<Callback>, no_callback>;
   if (wants_x0 && ws.x0.size() != numel) ws.x0.assign(numel, Scalar(0));
+  if constexpr (guidance_type::needs_gradient)
+    if (ws.gradient.size() != numel) ws.gradient.assign(numel, Scalar(0));
   if (!ws.state.fits(sampler.id(), shape)) ws.state = sampler.template make_state<Scalar>(shape);
   ws.state.reset();
   const normal_generator generator(options.seed);
@@ -262,8 +302,15 @@ void solve(const Sampler& sampler, Model&& model, std::span<Scalar> x, const sam
     }
     if constexpr (!guidance_type::empty) {
       const double sg = sampler.sigma(k);
+      std::span<Scalar> gradient;
+      if constexpr (guidance_type::needs_gradient) {
+        std::fill(ws.gradient.begin(), ws.gradient.end(), Scalar(0));
+        gradient = ws.gradient;
+      }
       guidance(guidance_context<Scalar>{k, n, static_cast<int>(std::lround(sampler.model_time(k))), 1.0 / (sg * sg + 1.0), input,
-                                        ws.model_output, std::span<Scalar>(), shape});
+                                        ws.model_output, gradient, shape});
+      if constexpr (guidance_type::needs_gradient)
+        apply_score_guidance<Scalar>(sampler.options().prediction, sg, ws.gradient, ws.model_output);
     }
     solver_buffers<Scalar> io{.x = current,
                               .model_output = ws.model_output,

@@ -27,7 +27,14 @@
 #include "diffuse/io/diffusers_folder.hpp"
 #include "diffuse/io/safetensors.hpp"
 #include "diffuse/model.hpp"
-#include "diffuse/nn/layers.hpp"
+#include "diffuse/nn/activations.hpp"
+#include "diffuse/nn/attention.hpp"
+#include "diffuse/nn/conv2d.hpp"
+#include "diffuse/nn/embeddings.hpp"
+#include "diffuse/nn/group_norm.hpp"
+#include "diffuse/nn/linear.hpp"
+#include "diffuse/nn/resnet_block.hpp"
+#include "diffuse/nn/upsample.hpp"
 #include "diffuse/nn/unet_config.hpp"
 
 namespace diffuse {
@@ -178,22 +185,6 @@ class weight_reader {
 
 }  // namespace detail
 
-/// A ResNet block: GroupNorm, SiLU, 3×3 conv, time embedding injected, GroupNorm, SiLU, 3×3 conv, plus a
-/// (1×1-projected when the channels change) shortcut, divided by output_scale.
-template <class S>
-struct resnet_block {
-  group_norm<S> norm1;  ///< before conv1
-  group_norm<S> norm2;  ///< before conv2, with the time embedding
-  conv2d<S> conv1;      ///< in → out channels
-  conv2d<S> conv2;      ///< out → out channels
-  linear<S> time_proj;  ///< SiLU(time embedding) → out channels (2·out for scale_shift)
-  std::optional<conv2d<S>> shortcut;  ///< 1×1 projection of the input when in ≠ out
-  bool scale_shift = false;  ///< resnet_time_scale_shift "scale_shift": norm2·(1 + scale) + shift; else an add before norm2
-  double output_scale = 1;   ///< (shortcut + residual) / output_scale
-  int in = 0;   ///< input channels
-  int out = 0;  ///< output channels
-};
-
 /// diffusers' UNet2DModel for inference. Satisfies Denoiser through conditioned() (class-conditional
 /// models) or directly (unconditional models), at the config's sample size.
 template <Real S>
@@ -222,7 +213,7 @@ class unet2d {
 
   /// Floating-point operations (multiply and add counted apart) of the last forward pass: every
   /// convolution, linear map and attention product.
-  double last_forward_flops() const noexcept { return flops_; }
+  double last_forward_flops() const noexcept { return work_.flops; }
 
   /// The architecture, as parsed from config.json.
   const unet_config& config() const noexcept { return cfg_; }
@@ -310,7 +301,6 @@ class unet2d {
 
   unet_config cfg_;
   std::size_t parameters_ = 0;
-  double flops_ = 0;
   conv2d<S> conv_in_, conv_out_;
   linear<S> time_1_, time_2_;
   matrix<S> class_embedding_;
@@ -325,6 +315,7 @@ class unet2d {
   image_size planned_size_{};
   std::vector<S> temb0_, temb_hidden_, temb_, temb_silu_, proj_, xin_, a_, b_, t1_, t2_, cat_, col_, attn_;
   std::vector<std::vector<S>> skips_;
+  block_workspace<S> work_;  // views of t1_, t2_, proj_, temb_silu_ and col_, set at each forward; the FLOP count
 
   int infer_batch(std::size_t elements, image_size size) const {
     const std::size_t per = static_cast<std::size_t>(cfg_.in_channels) * size.height * size.width;
@@ -536,67 +527,17 @@ class unet2d {
     planned_threads_ = std::max(planned_threads_, max_threads());
   }
 
-  void count_conv_flops(const conv2d<S>& c, int n, int h, int w) {
-    flops_ += 2.0 * n * c.out * c.in * c.kernel * c.kernel * c.out_height(h) * c.out_width(w);
-  }
-  void conv(const conv2d<S>& c, const S* x, int n, int h, int w, S* y, std::span<S> scratch, bool accumulate = false) {
-    count_conv_flops(c, n, h, w);
-    conv2d_forward(c, x, n, h, w, y, scratch, accumulate);
-  }
+  void conv(const conv2d<S>& c, const S* x, int n, int h, int w, S* y) { conv2d_forward(c, x, n, h, w, y, work_); }
   void attend(const attention<S>& a, S* x, int n, std::ptrdiff_t P, std::span<S> scratch) {
-    flops_ += 2.0 * n * P * 4.0 * a.channels() * a.inner() + 2.0 * 2.0 * n * static_cast<double>(P) * P * a.inner();
+    work_.flops += 2.0 * n * P * 4.0 * a.channels() * a.inner() + 2.0 * 2.0 * n * static_cast<double>(P) * P * a.inner();
     attention_forward(a, x, n, P, scratch);
-  }
-
-  /// y = conv(norm(x) with epilogue e) (or y += with `accumulate`): when the convolution reads a
-  /// zero-bordered layout, the norm writes it straight into the convolution's scratch, saving the
-  /// convolution its own copy (a read and a write of the activations, about 5% of a small model's
-  /// forward). The same sums either way.
-  void norm_then_conv(const group_norm<S>& g, norm_epilogue<S> e, const conv2d<S>& c, const S* x, int n, int h, int w,
-                      S* y, bool accumulate = false) {
-    const std::ptrdiff_t P = static_cast<std::ptrdiff_t>(h) * w;
-    e.layout = c.bordered_input(h, w);
-    if (!e.layout.active()) {
-      group_norm_forward(g, x, n, P, t1_.data(), e);
-      conv(c, t1_.data(), n, h, w, y, std::span<S>(col_), accumulate);
-      return;
-    }
-    S* bordered = detail::aligned_scratch(std::span<S>(col_));
-    group_norm_forward(g, x, n, P, bordered, e);
-    count_conv_flops(c, n, h, w);
-    conv2d_forward_bordered(c, bordered, n, h, w, y, accumulate);
-  }
-
-  /// y = resnet(x) for x (n, in, P), y (n, out, P); uses t1_, t2_, proj_.
-  void resnet_forward(const resnet_block<S>& b, const S* x, int n, int h, int w, S* y) {
-    const std::ptrdiff_t P = static_cast<std::ptrdiff_t>(h) * w;
-    norm_then_conv(b.norm1, {.silu = true}, b.conv1, x, n, h, w, t2_.data());
-    // The shortcut (or the identity) into y first: the second convolution then adds onto it.
-    if (b.shortcut) {
-      conv(*b.shortcut, x, n, h, w, y, std::span<S>(col_));
-    } else {
-      std::copy(x, x + static_cast<std::ptrdiff_t>(n) * b.in * P, y);
-    }
-    linear_forward(b.time_proj, temb_silu_.data(), n, proj_.data());
-    norm_epilogue<S> e{.stride = b.time_proj.out(), .silu = true};
-    if (b.scale_shift) {
-      e.scale = proj_.data();
-      e.shift = proj_.data() + b.out;
-    } else {
-      e.add = proj_.data();
-    }
-    norm_then_conv(b.norm2, e, b.conv2, t2_.data(), n, h, w, y, /*accumulate=*/true);
-    if (b.output_scale != 1) {
-      const S inv = static_cast<S>(1.0 / b.output_scale);
-      const std::ptrdiff_t total = static_cast<std::ptrdiff_t>(n) * b.out * P;
-      for (std::ptrdiff_t i = 0; i < total; ++i) y[i] *= inv;
-    }
   }
 
   void run(const S* x, int n, image_size size, std::span<const double> timesteps, std::span<const int> labels, S* out) {
     const auto& boc = cfg_.block_out_channels;
     const int L = cfg_.levels(), T = cfg_.time_embed_dim();
-    flops_ = 0;
+    work_ = {.normed = t1_.data(), .hidden = t2_.data(), .projection = proj_.data(), .time_silu = temb_silu_.data(),
+             .conv_scratch = std::span<S>(col_), .flops = 0};
     // Time (and class) embedding, then SiLU once: every ResNet projects silu(temb). One timestep for
     // the batch is embedded once and copied.
     timestep_embedding<S>(timesteps, boc[0], cfg_.flip_sin_to_cos, cfg_.freq_shift, temb0_.data());
@@ -605,10 +546,9 @@ class unet2d {
     linear_forward(time_1_, temb0_.data(), n, temb_hidden_.data());
     for (std::size_t i = 0; i < static_cast<std::size_t>(n) * T; ++i) temb_hidden_[i] = silu(temb_hidden_[i]);
     linear_forward(time_2_, temb_hidden_.data(), n, temb_.data());
+    if (class_conditional()) add_class_embedding<S>(class_embedding_, labels, temb_.data());
     for (int i = 0; i < n; ++i) {
-      S* e = temb_.data() + static_cast<std::ptrdiff_t>(i) * T;
-      if (class_conditional())
-        for (int k = 0; k < T; ++k) e[k] += class_embedding_(labels[i], k);
+      const S* e = temb_.data() + static_cast<std::ptrdiff_t>(i) * T;
       S* s = temb_silu_.data() + static_cast<std::ptrdiff_t>(i) * T;
       for (int k = 0; k < T; ++k) s[k] = silu(e[k]);
     }
@@ -621,26 +561,26 @@ class unet2d {
       input = xin_.data();
     }
     std::size_t k = 0;
-    conv(conv_in_, input, n, h, w, skips_[k].data(), std::span<S>(col_));
+    conv(conv_in_, input, n, h, w, skips_[k].data());
     const S* cur = skips_[k++].data();
     for (int i = 0; i < L; ++i) {
       auto& d = down_[i];
       for (std::size_t j = 0; j < d.resnets.size(); ++j) {
-        resnet_forward(d.resnets[j], cur, n, h, w, skips_[k].data());
+        resnet_forward(d.resnets[j], cur, n, h, w, skips_[k].data(), work_);
         if (!d.attentions.empty())
           attend(d.attentions[j], skips_[k].data(), n, static_cast<std::ptrdiff_t>(h) * w, std::span<S>(attn_));
         cur = skips_[k++].data();
       }
       if (d.downsample) {
-        conv(*d.downsample, cur, n, h, w, skips_[k].data(), std::span<S>(col_));
+        conv(*d.downsample, cur, n, h, w, skips_[k].data());
         h = d.downsample->out_height(h);
         w = d.downsample->out_width(w);
         cur = skips_[k++].data();
       }
     }
-    resnet_forward(mid_1_, cur, n, h, w, a_.data());
+    resnet_forward(mid_1_, cur, n, h, w, a_.data(), work_);
     if (mid_attention_) attend(*mid_attention_, a_.data(), n, static_cast<std::ptrdiff_t>(h) * w, std::span<S>(attn_));
-    resnet_forward(mid_2_, a_.data(), n, h, w, b_.data());
+    resnet_forward(mid_2_, a_.data(), n, h, w, b_.data(), work_);
     S* now = b_.data();
     int channels = boc.back();
     for (int i = 0; i < L; ++i) {
@@ -656,7 +596,7 @@ class unet2d {
           std::copy(skip + item * skip_c * P, skip + (item + 1) * skip_c * P, dst + channels * P);
         });
         S* next = now == a_.data() ? b_.data() : a_.data();
-        resnet_forward(u.resnets[j], cat_.data(), n, h, w, next);
+        resnet_forward(u.resnets[j], cat_.data(), n, h, w, next, work_);
         if (!u.attentions.empty()) attend(u.attentions[j], next, n, P, std::span<S>(attn_));
         now = next;
         channels = u.resnets[j].out;
@@ -666,11 +606,11 @@ class unet2d {
         h *= 2;
         w *= 2;
         S* next = now == a_.data() ? b_.data() : a_.data();
-        conv(*u.upsample, t1_.data(), n, h, w, next, std::span<S>(col_));
+        conv(*u.upsample, t1_.data(), n, h, w, next);
         now = next;
       }
     }
-    norm_then_conv(norm_out_, {.silu = true}, conv_out_, now, n, h, w, out);
+    norm_then_conv(norm_out_, {.silu = true}, conv_out_, now, n, h, w, out, work_);
   }
 };
 

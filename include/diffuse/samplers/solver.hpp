@@ -13,7 +13,9 @@
 /// - `adds_noise(k)`: whether the step at k draws noise; `noising(k)`: {a, b} with the state at k equal to
 ///   a·x0 + b·ε (for img2img starts, solver_img2img_noise);
 /// - optionally `static constexpr bool writes_next_input = true`: its step fills
-///   solver_buffers::next_model_input, so solve() makes no separate scaling pass.
+///   solver_buffers::next_model_input, so solve() makes no separate scaling pass;
+/// - optionally `guidance_alpha_bar(k)`: the ᾱ guidance hooks see, when σ(k) is not the VP σ (flow
+///   matching); otherwise 1/(σ² + 1).
 
 #include <algorithm>
 #include <atomic>
@@ -188,7 +190,7 @@ struct solver_workspace {
 /// \param workspace buffers reused across calls: nothing is allocated after the first call with a shape
 /// \param callback called after each step with a solver_event (no_callback for none)
 /// \param guidance hooks that edit the model output (classifier-free guidance); guidance_context gets
-///                 ᾱ = 1/(σ² + 1) and the model time rounded to an int. Hooks that need a gradient
+///                 ᾱ = 1/(σ² + 1) (or the solver's guidance_alpha_bar(k)) and the model time rounded to an int. Hooks that need a gradient
 ///                 (classifier guidance) are for the DDPM/DDIM samplers.
 /// \throws diffuse::error on shape mismatches or bad positions.
 template <class Sampler, class Model, Real Scalar, class Callback = no_callback, class Guidance = no_guidance>
@@ -254,8 +256,15 @@ void solve(const Sampler& sampler, Model&& model, std::span<Scalar> x, const sam
       model(input, sampler.timestep(k), std::span<Scalar>(ws.model_output));
     }
     if constexpr (!guidance_type::empty) {
-      const double sg = sampler.sigma(k);
-      guidance(guidance_context<Scalar>{k, n, static_cast<int>(std::lround(sampler.model_time(k))), 1.0 / (sg * sg + 1.0), input,
+      // A solver whose σ is not the VP one (flow matching) says which ᾱ has the same signal-to-noise ratio.
+      double alpha_bar = 0.0;
+      if constexpr (requires { sampler.guidance_alpha_bar(k); }) {
+        alpha_bar = sampler.guidance_alpha_bar(k);
+      } else {
+        const double sg = sampler.sigma(k);
+        alpha_bar = 1.0 / (sg * sg + 1.0);
+      }
+      guidance(guidance_context<Scalar>{k, n, static_cast<int>(std::lround(sampler.model_time(k))), alpha_bar, input,
                                         ws.model_output, std::span<Scalar>(), shape});
     }
     solver_buffers<Scalar> io{.x = current,

@@ -8,7 +8,8 @@ if [[ "${1:-}" == "--python" ]]; then
   # Only the reference-fixture and training scripts in tools/ need these; libjemalloc2 is the allocator
   # tools/compare_steps.py preloads for PyTorch.
   # libtorch-dev: the libtorch_generate example and its test (a real runtime driving diffuse's sampler).
-  packages+=(python3-torch python3-numpy python3-sklearn libopenblas0-openmp libjemalloc2 libtorch-dev)
+  # dataset-fashion-mnist: the training set of models/fashion (tools/train_fashion.py); python3-scipy: its Fréchet distance.
+  packages+=(python3-torch python3-numpy python3-sklearn python3-scipy libopenblas0-openmp libjemalloc2 libtorch-dev dataset-fashion-mnist)
 fi
 if [[ " $* " == *" --fuzz "* ]]; then
   # Only the libFuzzer harnesses (scripts/ci-fuzz.sh, scripts/fuzz-long.sh) need clang and its runtimes.

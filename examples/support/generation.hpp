@@ -28,6 +28,8 @@
 #include "diffuse/nn/unet.hpp"
 #include "diffuse/samplers/dpm_solver.hpp"
 #include "diffuse/samplers/euler.hpp"
+#include "diffuse/samplers/flow_euler.hpp"
+#include "diffuse/samplers/from_config.hpp"
 #include "diffuse/samplers/heun.hpp"
 #include "diffuse/samplers/unipc.hpp"
 #include "support/png.hpp"
@@ -42,18 +44,21 @@ struct generated {
   long first = 0;
   int steps = 0;
   double seconds = 0;
+  std::string sampler;  ///< the sampler that ran (the model's default when --sampler was not given)
 };
 
 /// What --sampler accepts.
-inline constexpr const char* sampler_names = "ddim, ddpm, dpm++2m, dpm++3m, sde-dpm++2m, unipc, euler, euler-a or heun";
+inline constexpr const char* sampler_names =
+    "ddim, ddpm, dpm++2m, dpm++3m, sde-dpm++2m, unipc, euler, euler-a or heun; flow-euler for a flow-matching model "
+    "(default: ddim, or flow-euler for a FlowMatchEulerDiscreteScheduler model)";
 
 /// Every command-line setting of generate and mpi_generate.
 struct settings {
   std::string model_dir;
   std::vector<int> digits{0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
   int count = 40;
-  std::string sampler = "ddim";
-  int steps = -1;  ///< -1: 50 for DDIM, every training step for DDPM
+  std::string sampler;  ///< empty: ddim, or flow-euler for a flow-matching model
+  int steps = -1;  ///< -1: 50 for DDIM, every training step for DDPM, 10 for flow-euler
   double eta = 0.0;
   bool clipped_eps = true;  ///< DDIM: re-derive ε̂ from the clipped x̂0 (see add_generation_options)
   std::string spacing = "trailing";
@@ -128,6 +133,19 @@ inline const CLI::Validator finite_non_negative(
     },
     "NUMBER >= 0");
 
+/// --model: a folder, or the name of a shipped model (digits, fashion) found as the default one is.
+inline std::filesystem::path resolve_model_dir(const std::string& model) {
+  if (model.empty()) return default_model_dir();
+  if (model.find('/') == std::string::npos && !std::filesystem::exists(model)) {
+#ifdef DIFFUSE_MODELS_DIR
+    if (std::filesystem::exists(std::filesystem::path(DIFFUSE_MODELS_DIR) / model / "config.json"))
+      return std::filesystem::path(DIFFUSE_MODELS_DIR) / model;
+#endif
+    if (std::filesystem::exists(std::filesystem::path("models") / model / "config.json")) return std::filesystem::path("models") / model;
+  }
+  return model;
+}
+
 inline std::pair<int, int> parse_shard(const std::string& s) {
   const auto slash = s.find('/');
   try {
@@ -167,9 +185,18 @@ inline generated generate_digits(const settings& s, long first, long last) {
 #if defined(_OPENMP)
   if (s.threads > 0) omp_set_num_threads(s.threads);
 #endif
-  const std::filesystem::path dir = s.model_dir.empty() ? default_model_dir() : s.model_dir;
+  const std::filesystem::path dir = resolve_model_dir(s.model_dir);
   auto net = diffuse::nn::unet2d<float>::load(dir);
   const auto sc = diffuse::scheduler_config::load(dir / "scheduler_config.json");
+  // A flow-matching model (FlowMatchEulerDiscreteScheduler) predicts a velocity: only flow-euler can use it.
+  const bool flow = sc.prediction == diffuse::prediction_type::flow_prediction;
+  const std::string sampler_name = !s.sampler.empty() ? s.sampler : flow ? "flow-euler" : "ddim";
+  if (flow && sampler_name != "flow-euler")
+    usage_error("--sampler " + sampler_name + ": the model in " + dir.string() + " is a flow-matching model (" + sc.class_name +
+                "); expected --sampler flow-euler");
+  if (!flow && sampler_name == "flow-euler")
+    usage_error("--sampler flow-euler needs a flow-matching model (FlowMatchEulerDiscreteScheduler); the model in " + dir.string() +
+                " has " + (sc.class_name.empty() ? std::string("no _class_name") : sc.class_name));
   const auto& cfg = net.config();
   if (!net.class_conditional()) usage_error("the model in " + dir.string() + " is not class-conditional; expected the digits model");
   const int classes = *cfg.num_class_embeds;
@@ -193,11 +220,11 @@ inline generated generate_digits(const settings& s, long first, long last) {
   if (s.batch < 1) usage_error("--batch must be >= 1");
   if (!(s.guidance >= 0)) usage_error("--guidance must be >= 0");
 
-  if (s.eta != 0.0 && s.sampler != "ddim")
-    usage_error("--eta " + std::to_string(s.eta) + " applies to DDIM only; the " + s.sampler + " sampler has no eta (expected --sampler ddim, or no --eta)");
+  if (s.eta != 0.0 && sampler_name != "ddim")
+    usage_error("--eta " + std::to_string(s.eta) + " applies to DDIM only; the " + sampler_name + " sampler has no eta (expected --sampler ddim, or no --eta)");
   const int T = sc.num_train_timesteps();
   if (s.steps == 0 || s.steps < -1) usage_error("--steps " + std::to_string(s.steps) + " is invalid; expected 1 to " + std::to_string(T));
-  const int steps = s.steps > 0 ? s.steps : (s.sampler == "ddpm" ? T : 50);
+  const int steps = s.steps > 0 ? s.steps : (sampler_name == "ddpm" ? T : flow ? 10 : 50);
   if (steps > T) usage_error("--steps " + std::to_string(steps) + " is more than the " + std::to_string(T) + " training steps");
   diffuse::timestep_spacing spacing;
   if (s.spacing == "trailing") spacing = diffuse::timestep_spacing::trailing;
@@ -260,7 +287,7 @@ inline generated generate_digits(const settings& s, long first, long last) {
   };
   const diffuse::sigma_options sigmas{.spacing = spacing};
   const auto pred = sc.prediction;
-  if (s.sampler == "ddim") {
+  if (sampler_name == "ddim") {
     diffuse::ddim_sampler sampler(sc.schedule, timesteps,
                                   {.prediction = sc.prediction,
                                    .eta = s.eta,
@@ -268,35 +295,38 @@ inline generated generate_digits(const settings& s, long first, long last) {
                                    .use_clipped_model_output = s.clipped_eps,
                                    .processing = sc.processing});
     run_all(sampler);
-  } else if (s.sampler == "ddpm") {
+  } else if (sampler_name == "ddpm") {
     diffuse::ddpm_sampler sampler(sc.schedule, timesteps, {.prediction = sc.prediction, .variance = sc.variance, .processing = sc.processing});
     run_all(sampler);
-  } else if (s.sampler == "dpm++2m" || s.sampler == "dpm++3m" || s.sampler == "sde-dpm++2m") {
+  } else if (sampler_name == "dpm++2m" || sampler_name == "dpm++3m" || sampler_name == "sde-dpm++2m") {
     diffuse::dpm_solver_sampler solver(sc.schedule, steps, sigmas,
-                                       {.order = s.sampler == "dpm++3m" ? 3 : 2,
-                                        .algorithm = s.sampler == "sde-dpm++2m" ? diffuse::dpm_algorithm::sde_dpmsolver_pp
+                                       {.order = sampler_name == "dpm++3m" ? 3 : 2,
+                                        .algorithm = sampler_name == "sde-dpm++2m" ? diffuse::dpm_algorithm::sde_dpmsolver_pp
                                                                                 : diffuse::dpm_algorithm::dpmsolver_pp,
                                         .prediction = pred});
     run_all(solver);
-  } else if (s.sampler == "unipc") {
+  } else if (sampler_name == "unipc") {
     diffuse::unipc_sampler solver(sc.schedule, steps, sigmas, {.prediction = pred});
     run_all(solver);
-  } else if (s.sampler == "euler") {
+  } else if (sampler_name == "euler") {
     diffuse::euler_sampler solver(sc.schedule, steps, sigmas, {.prediction = pred});
     run_all(solver);
-  } else if (s.sampler == "euler-a") {
+  } else if (sampler_name == "euler-a") {
     diffuse::euler_ancestral_sampler solver(sc.schedule, steps, sigmas, {.prediction = pred});
     run_all(solver);
-  } else if (s.sampler == "heun") {
+  } else if (sampler_name == "heun") {
     diffuse::heun_sampler solver(sc.schedule, steps, sigmas, {.prediction = pred});
     run_all(solver);
+  } else if (sampler_name == "flow-euler") {
+    auto solver = std::get<diffuse::flow_euler_sampler>(diffuse::load_solver(dir / "scheduler_config.json", steps));
+    run_all(solver);
   } else {
-    usage_error("--sampler " + s.sampler + " is unknown; expected " + std::string(sampler_names));
+    usage_error("--sampler " + sampler_name + " is unknown; expected " + std::string(sampler_names));
   }
   bar.finish();
   const double seconds = std::chrono::duration<double>(clock::now() - t0).count();
 
-  return {std::move(samples), std::move(labels), C, h, w, first, steps, seconds};
+  return {std::move(samples), std::move(labels), C, h, w, first, steps, seconds, sampler_name};
 }
 
 /// Writes the PNG grid and, when asked, the raw samples; prints the time per sample.
@@ -323,24 +353,26 @@ inline void write_outputs(const settings& s, const generated& g) {
     for (long i = 0; i < n; ++i) idx[static_cast<std::size_t>(i)] = first + i;
     const std::vector<unsigned char> raw = diffuse::encode_safetensors(
         {{"samples", {n, C, h, w}, samples}}, {{"labels", {n}, l64}, {"indices", {n}, idx}},
-        {{"seed", std::to_string(s.seed)}, {"sampler", s.sampler}, {"steps", std::to_string(steps)},
+        {{"seed", std::to_string(s.seed)}, {"sampler", g.sampler}, {"steps", std::to_string(steps)},
          {"guidance", std::to_string(s.guidance)}});
     diffuse::write_files({{s.raw, raw}, {s.output, png}});
   }
   std::printf("%ld samples (indices %ld..%ld) with %s-%d, guidance %g, seed %llu: %.1f ms per sample, %.2f s in all -> %s%s%s\n", n, first,
-              last - 1, s.sampler.c_str(), steps, s.guidance, static_cast<unsigned long long>(s.seed), 1000.0 * seconds / static_cast<double>(n),
+              last - 1, g.sampler.c_str(), steps, s.guidance, static_cast<unsigned long long>(s.seed), 1000.0 * seconds / static_cast<double>(n),
               seconds, s.output.c_str(), s.raw.empty() ? "" : ", ", s.raw.c_str());
 }
 
 
 /// The options both programs share.
 inline void add_generation_options(CLI::App& app, settings& s) {
-  app.add_option("--model", s.model_dir, "diffusers model folder (config.json, diffusion_pytorch_model.safetensors, scheduler_config.json)")
+  app.add_option("--model", s.model_dir,
+                 "diffusers model folder (config.json, diffusion_pytorch_model.safetensors, scheduler_config.json), or the name of a "
+                 "shipped model: digits, fashion")
       ->default_str(default_model_dir());
   app.add_option("--digits", s.digits, "classes to draw, e.g. 3,7 (sample i gets digits[i mod len])")->delimiter(',')->check(unsigned_integer_text)->capture_default_str();
   app.add_option("--count", s.count, "number of samples")->check(CLI::Range(1, 10'000'000))->capture_default_str();
-  app.add_option("--sampler", s.sampler, sampler_names)->capture_default_str();
-  app.add_option("--steps", s.steps, "sampling steps (default: 50, every training step for DDPM)")->check(CLI::Range(1, 1'000'000));
+  app.add_option("--sampler", s.sampler, sampler_names);
+  app.add_option("--steps", s.steps, "sampling steps (default: 50, every training step for DDPM, 10 for flow-euler)")->check(CLI::Range(1, 1'000'000));
   app.add_option("--eta", s.eta, "DDIM eta (0 deterministic, 1 ancestral-like); DDIM only")->check(finite_non_negative)->capture_default_str();
   app.add_option("--spacing", s.spacing, "timestep spacing: trailing, leading or linspace")->capture_default_str();
   // With guidance the model's x̂0 often leaves [-1, 1]; diffusers' DDIM then clips x̂0 but keeps the

@@ -15,14 +15,16 @@
 #include "diffuse/model.hpp"
 #include "diffuse/posterior.hpp"
 #include "diffuse/random.hpp"
+#include "diffuse/samplers/flow_sigmas.hpp"
 #include "diffuse/schedule.hpp"
 
 namespace diffuse {
 DIFFUSE_BEGIN_NAMESPACE
 
-/// x_0 ~ Σ_k π_k N(μ_k, s_k² I) in d dimensions. At noise level ᾱ (a = √ᾱ, b² = 1 − ᾱ) the marginal is
-/// Σ_k π_k N(a μ_k, v_k I) with v_k = a² s_k² + b², and E[x_0 | x_t], the score and the class posterior are
-/// exact. Samples are contiguous (n, d) rows; everything is computed in double.
+/// x_0 ~ Σ_k π_k N(μ_k, s_k² I) in d dimensions. For x = a·x_0 + b·ε the marginal is Σ_k π_k N(a μ_k, v_k I)
+/// with v_k = a² s_k² + b², and E[x_0 | x], the score and the class posterior are exact: at noise level ᾱ of a
+/// VP schedule a = √ᾱ, b² = 1 − ᾱ; for flow matching at σ, a = 1 − σ, b = σ (flow_velocity, flow_model).
+/// Samples are contiguous (n, d) rows; everything is computed in double.
 ///
 /// Example:
 /// \code
@@ -97,7 +99,8 @@ class gaussian_mixture {
   void log_density(std::span<const Scalar> x, double alpha_bar, std::span<double> out) const {
     check_rows(x.size(), out.size());
     std::vector<double> logp(components());
-    for (std::size_t i = 0; i < out.size(); ++i) out[i] = component_log_joint(x.subspan(i * dim_, dim_), alpha_bar, logp);
+    const double a = std::sqrt(alpha_bar), b2 = 1.0 - alpha_bar;
+    for (std::size_t i = 0; i < out.size(); ++i) out[i] = component_log_joint(x.subspan(i * dim_, dim_), a, b2, logp);
   }
 
   /// The exact denoiser at noise level ᾱ for rows x (n × d): x̂0 = E[x_0 | x_t], and optionally the class
@@ -105,6 +108,44 @@ class gaussian_mixture {
   template <Real Scalar>
   void denoise(std::span<const Scalar> x, double alpha_bar, std::span<Scalar> x0, std::span<double> class_posterior = {},
                int label = -1, std::span<Scalar> class_gradient = {}, double scale = 1.0) const {
+    denoise_affine(x, std::sqrt(alpha_bar), 1.0 - alpha_bar, x0, class_posterior, label, class_gradient, scale);
+  }
+
+  /// The exact flow-matching velocity at noise level σ ∈ (0, 1] for rows x (n × d) of x = (1 − σ)·x_0 + σ·ε:
+  /// v = E[ε − x_0 | x] = (x − E[x_0 | x])/σ, the output a perfectly trained flow_prediction model gives.
+  /// \throws diffuse::error for σ outside (0, 1] or rows that do not match the dimension.
+  template <Real Scalar>
+  void flow_velocity(std::span<const Scalar> x, double sigma, std::span<Scalar> v) const {
+    if (!(sigma > 0.0 && sigma <= 1.0))
+      detail::fail(error_kind::argument, "flow velocity at sigma = ", sigma, "; expected 0 < sigma <= 1 (the velocity at sigma = 0 is "
+                                         "never evaluated by an Euler step)");
+    if (v.size() != x.size()) detail::fail(error_kind::shape, "v has ", v.size(), " elements; expected ", x.size(), " like x");
+    std::vector<Scalar> x0(x.size());
+    denoise_affine(x, 1.0 - sigma, sigma * sigma, std::span<Scalar>(x0));
+    for (std::size_t i = 0; i < x.size(); ++i)
+      v[i] = static_cast<Scalar>((static_cast<double>(x[i]) - static_cast<double>(x0[i])) / sigma);
+  }
+
+  /// The exact flow_prediction model for flow solvers (a FractionalDenoiser on (n, d) rows): σ = t/time_scale
+  /// for a noise-at-one grid (diffusers: time_scale 1000), σ = 1 − t/time_scale and output −v = x_0 − ε for a
+  /// noise-at-zero grid (flow_direction::noise_at_zero). Keeps a reference to the mixture.
+  template <Real Scalar>
+  auto flow_model(double time_scale = 1000.0, flow_direction direction = flow_direction::noise_at_one) const {
+    if (!(time_scale > 0.0 && std::isfinite(time_scale)))
+      detail::fail(error_kind::argument, "flow model time_scale = ", time_scale, "; expected a finite scale > 0");
+    return [this, time_scale, direction](std::span<const Scalar> x, double t, std::span<Scalar> out) {
+      const double u = t / time_scale;
+      flow_velocity<Scalar>(x, direction == flow_direction::noise_at_one ? u : 1.0 - u, out);
+      if (direction == flow_direction::noise_at_zero)
+        for (auto& o : out) o = -o;
+    };
+  }
+
+ private:
+  /// E[x_0 | x] for x = a·x_0 + b·ε with b² = b2, and optionally the class posterior and class gradient.
+  template <Real Scalar>
+  void denoise_affine(std::span<const Scalar> x, double a, double b2, std::span<Scalar> x0, std::span<double> class_posterior = {},
+                      int label = -1, std::span<Scalar> class_gradient = {}, double scale = 1.0) const {
     check_rows(x.size(), x0.size());
     const std::size_t n = x.size() / dim_, K = components();
     if (!class_posterior.empty() && class_posterior.size() != n * K)
@@ -115,11 +156,10 @@ class gaussian_mixture {
       if (label < 0 || static_cast<std::size_t>(label) >= K)
         detail::fail(error_kind::argument, "label ", label, " is out of range; expected 0 <= label < ", K);
     }
-    const double a = std::sqrt(alpha_bar), b2 = 1.0 - alpha_bar;
     std::vector<double> logp(K), r(K), score(dim_);
     for (std::size_t i = 0; i < n; ++i) {
       const auto xi = x.subspan(i * dim_, dim_);
-      const double lse = component_log_joint(xi, alpha_bar, logp);
+      const double lse = component_log_joint(xi, a, b2, logp);
       for (std::size_t k = 0; k < K; ++k) r[k] = std::exp(logp[k] - lse);
       std::fill(score.begin(), score.end(), 0.0);
       for (std::size_t j = 0; j < dim_; ++j) {
@@ -144,12 +184,15 @@ class gaussian_mixture {
     }
   }
 
+
+ public:
   /// The exact network output for a prediction type at timestep t of a schedule: a Denoiser
   /// (x_t is (n, d) rows; t is a training timestep of `schedule`). Keeps a reference to both.
   template <Real Scalar>
   auto denoiser(const noise_schedule& schedule, prediction_type prediction) const {
-    if (prediction == prediction_type::previous_x)
-      detail::fail(error_kind::argument, "the mixture denoiser gives epsilon, sample or v_prediction; got previous_x");
+    if (prediction == prediction_type::previous_x || prediction == prediction_type::flow_prediction)
+      detail::fail(error_kind::argument, "the mixture denoiser gives epsilon, sample or v_prediction; got ",
+                   prediction == prediction_type::previous_x ? "previous_x" : "flow_prediction (use flow_model for flow solvers)");
     return [this, &schedule, prediction](std::span<const Scalar> x, int t, std::span<Scalar> out) {
       const double ab = schedule.alpha_bar(t), a = std::sqrt(ab), b = std::sqrt(1.0 - ab);
       denoise<Scalar>(x, ab, out);
@@ -171,10 +214,9 @@ class gaussian_mixture {
       detail::fail(error_kind::shape, "the output has ", out_size, " elements; expected ", x_size, " (or ", n, " per-row values)");
   }
 
-  /// log π_k N(x; a μ_k, v_k I) for every k into logp; returns their log-sum-exp, log p_t(x).
+  /// log π_k N(x; a μ_k, v_k I) with v_k = a² s_k² + b² for every k into logp; returns their log-sum-exp, log p(x).
   template <class Scalar>
-  double component_log_joint(std::span<const Scalar> x, double alpha_bar, std::vector<double>& logp) const {
-    const double a = std::sqrt(alpha_bar), b2 = 1.0 - alpha_bar;
+  double component_log_joint(std::span<const Scalar> x, double a, double b2, std::vector<double>& logp) const {
     double top = -std::numeric_limits<double>::infinity();
     for (std::size_t k = 0; k < components(); ++k) {
       const double v = a * a * stds_[k] * stds_[k] + b2;

@@ -95,6 +95,9 @@ enum class prediction_type {
   sample,        ///< x0 itself
   v_prediction,  ///< the velocity v = √ᾱ·ε − √(1 − ᾱ)·x0
   previous_x,    ///< guided-diffusion's PREVIOUS_X: the posterior mean μ̃ directly (ancestral sampler only)
+  /// A flow-matching velocity v = ε − x0 of x = (1 − σ)·x0 + σ·ε (diffusers' "flow_prediction"): only
+  /// flow_euler_sampler (samplers/flow_euler.hpp) can use it; every other sampler refuses it.
+  flow_prediction,
 };
 
 /// Where the ancestral step's variance comes from.
@@ -106,15 +109,27 @@ enum class variance_type {
   learned_range,  ///< the extra channels v interpolate: log σ² = ((v+1)/2)·log β' + (1 − (v+1)/2)·log β̃ (clipped)
 };
 
-/// Parses a prediction type as written in configs: "epsilon", "sample", "v_prediction", "previous_x".
+/// Parses a prediction type as written in configs: "epsilon", "sample", "v_prediction", "previous_x",
+/// "flow_prediction".
 inline prediction_type parse_prediction_type(std::string_view name) {
   if (name == "epsilon") return prediction_type::epsilon;
   if (name == "sample") return prediction_type::sample;
   if (name == "v_prediction") return prediction_type::v_prediction;
   if (name == "previous_x") return prediction_type::previous_x;
+  if (name == "flow_prediction") return prediction_type::flow_prediction;
   detail::fail(error_kind::argument, "prediction_type \"", std::string(name),
-               "\" is unknown; expected epsilon, sample, v_prediction or previous_x");
+               "\" is unknown; expected epsilon, sample, v_prediction, previous_x or flow_prediction");
 }
+
+namespace detail {
+/// The refusal every diffusion sampler gives a flow-matching model: its output is a velocity, not ε, x0 or v.
+/// \throws diffuse::error (sampler) when p is flow_prediction.
+inline void refuse_flow_prediction(prediction_type p, const char* sampler) {
+  if (p == prediction_type::flow_prediction)
+    fail(error_kind::sampler, sampler, " needs a model that predicts epsilon, sample or v_prediction; got flow_prediction (a "
+                              "flow-matching velocity), which only flow_euler_sampler can use");
+}
+}  // namespace detail
 
 /// Parses a variance type as written in configs. fixed_small_log is fixed_small; fixed_large_log is
 /// refused (it gives NaN in the Python reference).

@@ -65,6 +65,9 @@ inline prediction_coefficients make_prediction_coefficients(prediction_type type
       k.eps_from_x = b;
       k.eps_from_out = a;
       break;
+    case prediction_type::flow_prediction:
+      refuse_flow_prediction(type, "the DDPM / DDIM samplers");
+      break;
     case prediction_type::previous_x:
       // x̂0 = (μ − c2·x_t)/c1; ε̂ then follows from x̂0.
       k.x0_from_x = -c2 / c1;

@@ -39,6 +39,8 @@ struct scheduler_config {
   timestep_spacing spacing = timestep_spacing::leading;  ///< timestep_spacing (diffusers' default: leading)
   int steps_offset = 0;                                   ///< steps_offset, added to leading lists
   bool set_alpha_to_one = true;                           ///< set_alpha_to_one (used by ddim_sampler)
+  /// `_class_name`; a FlowMatch… class sets prediction to flow_prediction (samplers/from_config.hpp builds its solver).
+  std::string class_name;
 
   /// T, the number of training timesteps.
   int num_train_timesteps() const { return schedule.size(); }
@@ -100,7 +102,9 @@ struct scheduler_config {
       else bad(detail::cat("beta_schedule \"", kind, "\" is unknown; expected linear, scaled_linear, squaredcos_cap_v2 or sigmoid"));
     }
     if (flag("rescale_betas_zero_snr", false)) c.schedule = c.schedule.rescaled_zero_terminal_snr();
-    c.prediction = parse_prediction_type(text_of("prediction_type", "epsilon"));
+    c.class_name = text_of("_class_name", "");
+    const bool flow = c.class_name.rfind("FlowMatch", 0) == 0;  // flow matching: the model predicts a velocity
+    c.prediction = parse_prediction_type(text_of("prediction_type", flow ? "flow_prediction" : "epsilon"));
     c.variance = parse_variance_type(text_of("variance_type", "fixed_small"));
     if (flag("clip_sample", true)) c.processing.clip_range = number("clip_sample_range", 1.0);
     else c.processing.clip_range.reset();

@@ -88,6 +88,7 @@ class ddpm_sampler {
   ///         to give x̂0 at ᾱ_t = 0 (zero-terminal-SNR schedules: use v or x0 prediction).
   ddpm_sampler(const noise_schedule& schedule, std::vector<int> timesteps, ddpm_options options = {})
       : options_(options), timesteps_(custom_timesteps(schedule.size(), std::move(timesteps))) {
+    detail::refuse_flow_prediction(options_.prediction, "The DDPM sampler");
     options_.processing.validate();
     const int n = static_cast<int>(timesteps_.size());
     steps_.resize(timesteps_.size());

@@ -58,6 +58,7 @@ struct ddim_step_coefficients {
 
 namespace detail {
 inline void check_ddim_prediction(prediction_type p) {
+  refuse_flow_prediction(p, "DDIM");
   if (p == prediction_type::previous_x)
     fail(error_kind::sampler, "DDIM needs a model that predicts epsilon, sample or v_prediction; got previous_x, "
                               "which only the ancestral sampler can use");

@@ -115,6 +115,7 @@ class dpm_solver_sampler {
   dpm_solver_sampler(sigma_list list, dpm_solver_options options) : options_(options), list_(std::move(list)), id_(detail::next_solver_id()) {
     if (options_.order < 1 || options_.order > 3)
       detail::fail(error_kind::sampler, "DPM-Solver++ order = ", options_.order, "; expected solver_order 1, 2 or 3");
+    detail::refuse_flow_prediction(options_.prediction, "DPM-Solver++");
     if (options_.prediction == prediction_type::previous_x)
       detail::fail(error_kind::sampler, "DPM-Solver++ needs a model that predicts epsilon, sample or v_prediction; got previous_x");
     if (options_.threshold) x0_processing{.threshold = options_.threshold}.validate();

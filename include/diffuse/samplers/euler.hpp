@@ -81,6 +81,7 @@ class euler_family {
 
  protected:
   euler_family(sigma_list list, bool leading, prediction_type prediction) : list_(std::move(list)), id_(next_solver_id()) {
+    refuse_flow_prediction(prediction, "The Euler solvers (euler_sampler, euler_ancestral_sampler)");
     if (prediction == prediction_type::previous_x)
       fail(error_kind::sampler, "the Euler solvers need a model that predicts epsilon, sample or v_prediction; got previous_x");
     const std::size_t n = list_.model_times.size();

@@ -10,11 +10,14 @@
 /// std::visit([&](const auto& s) { diffuse::solve(s, model, std::span<float>(x), shape); }, solver);
 /// \endcode
 /// A model driven through the variant must take `double t` (the Euler family's times are fractional).
+/// FlowMatchEulerDiscreteScheduler configs give a flow_euler_sampler (flow_solver_from_config when the
+/// config uses dynamic shifting and needs μ).
 
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <variant>
@@ -25,6 +28,8 @@
 #include "diffuse/io/scheduler_config.hpp"
 #include "diffuse/samplers/dpm_solver.hpp"
 #include "diffuse/samplers/euler.hpp"
+#include "diffuse/samplers/flow_euler.hpp"
+#include "diffuse/samplers/flow_sigmas.hpp"
 #include "diffuse/samplers/heun.hpp"
 #include "diffuse/samplers/sigmas.hpp"
 #include "diffuse/samplers/unipc.hpp"
@@ -33,12 +38,84 @@ namespace diffuse {
 DIFFUSE_BEGIN_NAMESPACE
 
 /// Any solver a scheduler_config.json can name.
-using any_solver = std::variant<dpm_solver_sampler, unipc_sampler, euler_sampler, euler_ancestral_sampler, heun_sampler>;
+using any_solver = std::variant<dpm_solver_sampler, unipc_sampler, euler_sampler, euler_ancestral_sampler, heun_sampler, flow_euler_sampler>;
 
 /// The diffusers classes solver_from_config() accepts, as its error message lists them.
 inline constexpr const char* supported_solver_classes =
     "DPMSolverMultistepScheduler, UniPCMultistepScheduler, EulerDiscreteScheduler, EulerAncestralDiscreteScheduler, "
-    "HeunDiscreteScheduler";
+    "HeunDiscreteScheduler, FlowMatchEulerDiscreteScheduler";
+
+/// The flow_euler_sampler a FlowMatchEulerDiscreteScheduler scheduler_config.json describes, for `steps` steps.
+///
+/// Keys read: num_train_timesteps, shift, use_dynamic_shifting, time_shift_type, shift_terminal (0 or null:
+/// none, as diffusers' truth test), invert_sigmas, stochastic_sampling; prediction_type, when present, must be
+/// flow_prediction; use_karras_sigmas / use_exponential_sigmas / use_beta_sigmas = true are refused (not
+/// implemented for flow grids). base_shift, max_shift, base_image_seq_len and max_image_seq_len only serve the
+/// pipeline's choice of μ: see flow_mu_from_config.
+/// \param mu  set_timesteps(mu=): required when the config has use_dynamic_shifting, refused otherwise
+/// \throws diffuse::error (io) for invalid JSON, another `_class_name`, a value of the wrong type or one not
+///         implemented, and flow_match_times' errors (shift <= 0, dynamic shifting without μ, …).
+inline flow_euler_sampler flow_solver_from_config(const std::string& text, int steps, std::optional<double> mu = std::nullopt,
+                                                  const std::string& origin = "scheduler_config.json") {
+  using nlohmann::json;
+  auto bad = [&](const std::string& s) { detail::fail(error_kind::io, origin, ": ", s); };
+  const json j = detail::parse_config_json(text, "scheduler options", bad);
+  if (!j.is_object()) bad("expected a JSON object of scheduler options");
+  const auto has = [&](const char* key) { return j.contains(key) && !j[key].is_null(); };
+  const auto flag = [&](const char* key) {
+    if (!has(key)) return false;
+    if (!j[key].is_boolean()) bad(detail::cat("\"", key, "\" is ", j[key].dump(), "; expected true or false"));
+    return j[key].get<bool>();
+  };
+  const auto number = [&](const char* key, double fallback) {
+    if (!has(key)) return fallback;
+    if (!j[key].is_number()) bad(detail::cat("\"", key, "\" is ", j[key].dump(), "; expected a number"));
+    return j[key].get<double>();
+  };
+  const auto text_of = [&](const char* key, const char* fallback) -> std::string {
+    if (!has(key)) return fallback;
+    if (!j[key].is_string()) bad(detail::cat("\"", key, "\" is ", j[key].dump(), "; expected a string"));
+    return j[key].get<std::string>();
+  };
+  const std::string cls = text_of("_class_name", "");
+  if (cls != "FlowMatchEulerDiscreteScheduler")
+    bad(detail::cat("_class_name \"", cls, "\"; expected FlowMatchEulerDiscreteScheduler"));
+  const std::string pred = text_of("prediction_type", "flow_prediction");
+  if (pred != "flow_prediction") bad(detail::cat("prediction_type \"", pred, "\" with FlowMatchEulerDiscreteScheduler; expected flow_prediction"));
+  for (const char* key : {"use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas"})
+    if (flag(key)) bad(detail::cat(key, " = true with FlowMatchEulerDiscreteScheduler is not supported yet; expected false"));
+  flow_match_options o;
+  const double T = number("num_train_timesteps", 1000);
+  if (!(T >= 1 && T <= 1000000) || T != std::floor(T)) bad(detail::cat("num_train_timesteps is ", T, "; expected an integer in [1, 1000000]"));
+  o.num_train_timesteps = static_cast<int>(T);
+  o.shift = number("shift", 1.0);
+  o.use_dynamic_shifting = flag("use_dynamic_shifting");
+  const std::string shift_type = text_of("time_shift_type", "exponential");
+  if (shift_type == "exponential") o.time_shift_type = flow_time_shift_type::exponential;
+  else if (shift_type == "linear") o.time_shift_type = flow_time_shift_type::linear;
+  else bad(detail::cat("time_shift_type \"", shift_type, "\" is unknown; expected exponential or linear"));
+  if (const double st = number("shift_terminal", 0.0); st != 0.0) o.shift_terminal = st;
+  o.invert_sigmas = flag("invert_sigmas");
+  o.mu = mu;
+  return flow_euler_sampler(steps, o, {.stochastic_sampling = flag("stochastic_sampling")});
+}
+
+/// μ for use_dynamic_shifting from a FlowMatchEulerDiscreteScheduler config and the image sequence length
+/// (latent tokens), as diffusers' Flux-family pipelines compute it: flow_calculate_shift with the config's
+/// base_image_seq_len, max_image_seq_len, base_shift and max_shift (diffusers' defaults when absent).
+/// \throws diffuse::error (io) for invalid JSON or a non-number, and as flow_calculate_shift.
+inline double flow_mu_from_config(const std::string& text, double image_seq_len, const std::string& origin = "scheduler_config.json") {
+  auto bad = [&](const std::string& s) { detail::fail(error_kind::io, origin, ": ", s); };
+  const nlohmann::json j = detail::parse_config_json(text, "scheduler options", bad);
+  if (!j.is_object()) bad("expected a JSON object of scheduler options");
+  const auto number = [&](const char* key, double fallback) {
+    if (!j.contains(key) || j[key].is_null()) return fallback;
+    if (!j[key].is_number()) bad(detail::cat("\"", key, "\" is ", j[key].dump(), "; expected a number"));
+    return j[key].get<double>();
+  };
+  return flow_calculate_shift(image_seq_len, {.base_seq_len = number("base_image_seq_len", 256), .max_seq_len = number("max_image_seq_len", 4096),
+                                              .base_shift = number("base_shift", 0.5), .max_shift = number("max_shift", 1.15)});
+}
 
 /// The solver a scheduler_config.json describes, for `steps` inference steps.
 ///
@@ -86,6 +163,13 @@ inline any_solver solver_from_config(const std::string& text, int steps, const s
   };
 
   const std::string cls = text_of("_class_name", "");
+  // Flow matching has no noise schedule; a config with use_dynamic_shifting needs μ: flow_solver_from_config.
+  if (cls == "FlowMatchEulerDiscreteScheduler") {
+    if (flag("use_dynamic_shifting", false))
+      bad("use_dynamic_shifting = true needs mu, which the config does not hold; expected flow_solver_from_config(text, steps, mu) "
+          "(flow_mu_from_config gives mu from the image sequence length)");
+    return flow_solver_from_config(text, steps, std::nullopt, origin);
+  }
   const bool dpm = cls == "DPMSolverMultistepScheduler", unipc = cls == "UniPCMultistepScheduler";
   const bool euler = cls == "EulerDiscreteScheduler", ancestral = cls == "EulerAncestralDiscreteScheduler";
   const bool heun = cls == "HeunDiscreteScheduler";
@@ -95,7 +179,9 @@ inline any_solver solver_from_config(const std::string& text, int steps, const s
 
   // The training schedule, read exactly as scheduler_config reads it; the class's own defaults below.
   const std::string pred = text_of("prediction_type", "epsilon");
-  if (pred == "flow_prediction") bad("prediction_type \"flow_prediction\" is not supported yet; expected epsilon, sample or v_prediction");
+  if (pred == "flow_prediction")
+    bad(detail::cat("prediction_type \"flow_prediction\" with _class_name ", cls, " is not supported; expected epsilon, sample or "
+                    "v_prediction, or a FlowMatchEulerDiscreteScheduler config for a flow-matching model"));
   const scheduler_config base = scheduler_config::from_json(text, origin);
   if (heun && flag("rescale_betas_zero_snr", false)) bad("rescale_betas_zero_snr is not a key of HeunDiscreteScheduler; expected it absent");
   const prediction_type prediction = parse_prediction_type(pred);

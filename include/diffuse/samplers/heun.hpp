@@ -64,6 +64,7 @@ class heun_sampler {
   /// The solver over a sigma list of N steps (N + 1 sigmas); `leading` picks diffusers' init_noise_sigma rule.
   heun_sampler(sigma_list list, heun_options options, bool leading = false)
       : options_(options), list_(std::move(list)), id_(detail::next_solver_id()) {
+    detail::refuse_flow_prediction(options_.prediction, "The Heun solver");
     if (options_.prediction == prediction_type::previous_x)
       detail::fail(error_kind::sampler, "the Heun solver needs a model that predicts epsilon, sample or v_prediction; got previous_x");
     if (options_.clip_sample_range && !(*options_.clip_sample_range > 0.0))

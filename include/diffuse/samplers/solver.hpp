@@ -13,7 +13,9 @@
 /// - `adds_noise(k)`: whether the step at k draws noise; `noising(k)`: {a, b} with the state at k equal to
 ///   a·x0 + b·ε (for img2img starts, solver_img2img_noise);
 /// - optionally `static constexpr bool writes_next_input = true`: its step fills
-///   solver_buffers::next_model_input, so solve() makes no separate scaling pass.
+///   solver_buffers::next_model_input, so solve() makes no separate scaling pass;
+/// - optionally `guidance_alpha_bar(k)`: the ᾱ guidance hooks see, when σ(k) is not the VP σ (flow
+///   matching); otherwise 1/(σ² + 1).
 
 #include <algorithm>
 #include <atomic>
@@ -225,7 +227,7 @@ struct solver_workspace {
 /// \param callback called after each step with a solver_event (no_callback for none)
 /// \param guidance hooks that edit the model output (classifier-free guidance) or add a classifier
 ///                 gradient g = s·∇_{x_t} log p(y | x_t) (classifier guidance); guidance_context gets the
-///                 VP sample x_t the model saw, ᾱ = 1/(σ² + 1) and the model time rounded to an int. The
+///                 VP sample x_t the model saw, ᾱ = 1/(σ² + 1) (or the solver's guidance_alpha_bar(k)) and the model time rounded to an int. The
 ///                 gradient is applied in score form (apply_score_guidance): the model output is shifted so
 ///                 that ε̂' = ε̂ − √(1 − ᾱ)·g, i.e. x̂0' = x̂0 + σ²·√ᾱ·g, before the step.
 /// \throws diffuse::error on shape mismatches or bad positions; every argument is checked before the model is
@@ -301,13 +303,16 @@ void solve(const Sampler& sampler, Model&& model, std::span<Scalar> x, const sam
       model(input, sampler.timestep(k), std::span<Scalar>(ws.model_output));
     }
     if constexpr (!guidance_type::empty) {
+      // A solver whose σ is not the VP one (flow matching) says which ᾱ has the same signal-to-noise ratio.
       const double sg = sampler.sigma(k);
+      double alpha_bar = 1.0 / (sg * sg + 1.0);
+      if constexpr (requires { sampler.guidance_alpha_bar(k); }) alpha_bar = sampler.guidance_alpha_bar(k);
       std::span<Scalar> gradient;
       if constexpr (guidance_type::needs_gradient) {
         std::fill(ws.gradient.begin(), ws.gradient.end(), Scalar(0));
         gradient = ws.gradient;
       }
-      guidance(guidance_context<Scalar>{k, n, static_cast<int>(std::lround(sampler.model_time(k))), 1.0 / (sg * sg + 1.0), input,
+      guidance(guidance_context<Scalar>{k, n, static_cast<int>(std::lround(sampler.model_time(k))), alpha_bar, input,
                                         ws.model_output, gradient, shape});
       if constexpr (guidance_type::needs_gradient)
         apply_score_guidance<Scalar>(sampler.options().prediction, sg, ws.gradient, ws.model_output);

@@ -109,6 +109,7 @@ class unipc_sampler {
   unipc_sampler(sigma_list list, unipc_options options) : options_(std::move(options)), list_(std::move(list)), id_(detail::next_solver_id()) {
     if (options_.order < 1 || options_.order > 3)
       detail::fail(error_kind::sampler, "UniPC order = ", options_.order, "; expected solver_order 1, 2 or 3");
+    detail::refuse_flow_prediction(options_.prediction, "UniPC");
     if (options_.prediction == prediction_type::previous_x)
       detail::fail(error_kind::sampler, "UniPC needs a model that predicts epsilon, sample or v_prediction; got previous_x");
     if (options_.threshold) {

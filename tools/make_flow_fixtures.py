@@ -1,0 +1,152 @@
+#!/usr/bin/python3
+"""Chained trajectories of diffusers' own FlowMatchEulerDiscreteScheduler, for tests/test_flow_match.cpp.
+
+usage: /usr/bin/python3 tools/make_flow_fixtures.py DIFFUSERS_SRC_DIR [OUT_DIR]
+
+DIFFUSERS_SRC_DIR is a diffusers checkout's src/diffusers folder (the fixtures in tests/fixtures/flow/ were
+made from commit 58eb52c0803ea9af3abec60841c2a093bdf1f951, version 0.40.0.dev0). The module
+schedulers/scheduling_flow_match_euler_discrete.py is imported from there unchanged, with the framework stubs of
+tools/make_solver_fixtures.py (config recording, logging, BaseOutput, randn_tensor handing out the noise this script
+supplies; no stub does arithmetic). torch and numpy are the real ones.
+
+Two variants, as for the other solvers:
+  - flow_float64.json: every "float32" dtype literal of the module replaced by "float64", float64 tensors (the
+    reference the C++ double path matches to 1e-12);
+  - flow_float32.json: the module verbatim, float32 tensors (diffusers as pipelines run it).
+
+Each case runs the loop diffusers' flow pipelines (SD3, Flux) run: latents = z (no init_noise_sigma, no
+scale_model_input); per step out = model(latents, t); latents = step(out, t, latents).prev_sample, with the closed-form
+fake model 0.9·tanh(x) + 0.1·sin(0.01·t + 0.5·i) of make_solver_fixtures.py, and the noise of stochastic sampling
+from numpy's PCG64. Every case records the grid (scheduler.sigmas, scheduler.timesteps) and every step. mu, custom
+sigmas and custom timesteps are arguments of set_timesteps and are recorded with the case.
+
+The "double_shift_*" entries record what the module does with a static shift and no custom list: the training
+table's σ_min is shifted in __init__, set_timesteps spaces N points between σ_max and that shifted σ_min and then
+shifts every point again (diffusers issue 13243); "single_shift" is the same grid with the shift applied once
+(linspace(1, 1/T, N) passed as custom sigmas, which the module shifts once).
+"""
+import json
+import math
+import os
+import sys
+import tempfile
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import make_solver_fixtures as base  # noqa: E402
+
+SHAPE = base.SHAPE
+MODULE = "scheduling_flow_match_euler_discrete"
+SHORT = [1, 2, 3, 5, 12]
+LONG = [1, 2, 3, 5, 12, 28, 50]
+
+
+def calculate_shift(seq_len, base_seq_len=256, max_seq_len=4096, base_shift=0.5, max_shift=1.15):
+    # The pipelines' helper (pipeline_flux.py), restated: the line through the two (length, μ) points.
+    m = (max_shift - base_shift) / (max_seq_len - base_seq_len)
+    return seq_len * m + (base_shift - m * base_seq_len)
+
+
+def flux_sigmas(n):
+    return list(np.linspace(1.0, 1 / n, n))
+
+
+# name, config, set_timesteps extras (a function of N), step counts
+CASES = [
+    ("flow", dict(), None, LONG),
+    ("flow_shift3", dict(shift=3.0), None, LONG),
+    ("flow_shift0.5", dict(shift=0.5), None, SHORT),
+    ("flow_shift3_sigmas", dict(shift=3.0), lambda n: dict(sigmas=flux_sigmas(n)), SHORT),
+    ("flow_shift3_timesteps", dict(shift=3.0), lambda n: dict(timesteps=[1000.0 * (1 - k / (n + 1)) for k in range(n)]), SHORT),
+    ("flow_dynamic", dict(use_dynamic_shifting=True), lambda n: dict(mu=calculate_shift(4096)), SHORT),
+    ("flow_dynamic_sigmas", dict(use_dynamic_shifting=True), lambda n: dict(sigmas=flux_sigmas(n), mu=calculate_shift(1024)), LONG),
+    ("flow_dynamic_linear", dict(use_dynamic_shifting=True, time_shift_type="linear"), lambda n: dict(mu=0.8), SHORT),
+    ("flow_shift_terminal", dict(shift=3.0, shift_terminal=0.1), None, [2, 3, 5, 12]),
+    ("flow_dynamic_terminal", dict(use_dynamic_shifting=True, shift_terminal=0.02), lambda n: dict(mu=1.5), [2, 3, 5, 12]),
+    ("flow_invert", dict(invert_sigmas=True), None, SHORT),
+    ("flow_invert_shift3", dict(invert_sigmas=True, shift=3.0), None, SHORT),
+    ("flow_stochastic", dict(stochastic_sampling=True), None, SHORT),
+    ("flow_stochastic_shift3", dict(stochastic_sampling=True, shift=3.0), None, [5, 12]),
+    ("flow_T100", dict(num_train_timesteps=100, shift=2.0), None, SHORT),
+]
+
+
+def load(src_dir, wide):
+    path = os.path.join(src_dir, "schedulers", MODULE + ".py")
+    if wide:
+        text = open(path).read().replace("torch.float32", "torch.float64").replace("np.float32", "np.float64")
+        path = os.path.join(tempfile.mkdtemp(prefix="diffusers_f64_"), MODULE + ".py")
+        open(path, "w").write(text)
+    base.install_stubs(os.path.join(src_dir, "schedulers"))
+    return base.load_module(path, MODULE).FlowMatchEulerDiscreteScheduler
+
+
+def run_case(cls, config, extras, n, dtype, seed):
+    scheduler = cls(**config)
+    args = extras(n) if extras else {}
+    if "sigmas" in args or "timesteps" in args:
+        scheduler.set_timesteps(**args)  # N is the list's length
+    else:
+        scheduler.set_timesteps(n, **args)
+    rng = np.random.default_rng(seed)
+    z = torch.from_numpy(rng.standard_normal(SHAPE)).to(dtype)
+    latents = z
+    steps = []
+    for t in scheduler.timesteps:
+        noise = torch.from_numpy(rng.standard_normal(SHAPE)).to(dtype)
+        out = base.model(latents, t)
+        base.NOISE_QUEUE.clear()
+        base.NOISE_QUEUE.append(noise)
+        prev = scheduler.step(out, t, latents).prev_sample
+        uses_noise = not base.NOISE_QUEUE
+        steps.append({"timestep": float(t), "model_input": latents.flatten().tolist(), "model_output": out.flatten().tolist(),
+                      "noise": noise.flatten().tolist() if uses_noise else [], "prev_sample": prev.flatten().tolist()})
+        latents = prev
+    return {"steps": n, "initial_noise": z.flatten().tolist(), "sigmas": [float(s) for s in scheduler.sigmas],
+            "timesteps": [float(t) for t in scheduler.timesteps], "set_timesteps": {k: [float(x) for x in v] if isinstance(v, list) else v
+                                                                                 for k, v in args.items()},
+            "trajectory": steps}
+
+
+def make(src_dir, wide):
+    cls = load(src_dir, wide)
+    dtype = torch.float64 if wide else torch.float32
+    cases, seed = [], 101
+    for name, config, extras, counts in CASES:
+        for n in counts:
+            seed += 1
+            case = run_case(cls, config, extras, n, dtype, seed)
+            case.update({"name": name, "config": config})
+            cases.append(case)
+    # The double shift: the module's own grid versus the singly shifted one, at N = 10, shift 3.
+    grids = {}
+    for label, args in (("double_shift_default", {}), ("single_shift", dict(sigmas=list(np.linspace(1.0, 1.0 / 1000, 10))))):
+        s = cls(shift=3.0)
+        if args:
+            s.set_timesteps(**args)
+        else:
+            s.set_timesteps(10)
+        grids[label] = [float(v) for v in s.sigmas]
+    return cases, grids
+
+
+def main():
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    src_dir = sys.argv[1]
+    out_dir = sys.argv[2] if len(sys.argv) > 2 else os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "flow")
+    os.makedirs(out_dir, exist_ok=True)
+    for wide, name in ((True, "flow_float64.json"), (False, "flow_float32.json")):
+        cases, grids = make(src_dir, wide)
+        meta = {"diffusers_commit": "58eb52c0803ea9af3abec60841c2a093bdf1f951", "diffusers_version": "0.40.0.dev0",
+                "module": MODULE + ".py", "torch": torch.__version__, "numpy": np.__version__, "shape": list(SHAPE),
+                "variant": "float64 dtype literals" if wide else "verbatim float32", "shift3_n10_grids": grids, "cases": cases}
+        with open(os.path.join(out_dir, name), "w") as f:
+            json.dump(meta, f, separators=(",", ":"))
+        print(name, len(cases), "cases", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -85,6 +85,10 @@ inline double alpha_bar_next(const noise_schedule& schedule, int t) {
 ///
 /// Each output has the shape of x0 and may be empty to skip it; `mean` may alias x0. With the log variance
 /// and normal_kl (likelihood.hpp), KL(q(x_{T−1} | x_0) ‖ N(0, I)) is the prior term of the variational bound.
+/// \param schedule     the noise schedule
+/// \param x0           the clean samples, shape.numel() elements
+/// \param timesteps    one training timestep per batch item
+/// \param shape        the batch layout of x0
 /// \param mean         √ᾱ_t·x0
 /// \param variance     1 − ᾱ_t
 /// \param log_variance log(1 − ᾱ_t)

@@ -52,7 +52,10 @@ inline constexpr const char* supported_solver_classes =
 /// flow_prediction; use_karras_sigmas / use_exponential_sigmas / use_beta_sigmas = true are refused (not
 /// implemented for flow grids). base_shift, max_shift, base_image_seq_len and max_image_seq_len only serve the
 /// pipeline's choice of μ: see flow_mu_from_config.
-/// \param mu  set_timesteps(mu=): required when the config has use_dynamic_shifting, refused otherwise
+/// \param text   the JSON object of scheduler_config.json
+/// \param steps  N, the number of inference steps
+/// \param mu     set_timesteps(mu=): required when the config has use_dynamic_shifting, refused otherwise
+/// \param origin the name used in error messages
 /// \throws diffuse::error (io) for invalid JSON, another `_class_name`, a value of the wrong type or one not
 ///         implemented, and flow_match_times' errors (shift <= 0, dynamic shifting without μ, …).
 inline flow_euler_sampler flow_solver_from_config(const std::string& text, int steps, std::optional<double> mu = std::nullopt,
@@ -103,6 +106,9 @@ inline flow_euler_sampler flow_solver_from_config(const std::string& text, int s
 /// μ for use_dynamic_shifting from a FlowMatchEulerDiscreteScheduler config and the image sequence length
 /// (latent tokens), as diffusers' Flux-family pipelines compute it: flow_calculate_shift with the config's
 /// base_image_seq_len, max_image_seq_len, base_shift and max_shift (diffusers' defaults when absent).
+/// \param text          the JSON object of scheduler_config.json
+/// \param image_seq_len the number of latent tokens of the image (e.g. (H/16)·(W/16) for Flux)
+/// \param origin        the name used in error messages
 /// \throws diffuse::error (io) for invalid JSON or a non-number, and as flow_calculate_shift.
 inline double flow_mu_from_config(const std::string& text, double image_seq_len, const std::string& origin = "scheduler_config.json") {
   auto bad = [&](const std::string& s) { detail::fail(error_kind::io, origin, ": ", s); };

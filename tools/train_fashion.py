@@ -27,7 +27,6 @@ of the real test set, beside the same distance for an equally large sample of re
 import argparse
 import gzip
 import json
-import math
 import os
 import sys
 import time

@@ -24,10 +24,8 @@ The script re-executes itself with jemalloc preloaded for PyTorch, as tools/comp
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 

@@ -132,6 +132,8 @@ struct dpm_step_plan {
 template <Real Scalar>
 int dpm_step_pass(const dpm_step_plan& plan, const solver_buffers<Scalar>& io, const sample_shape& shape, Scalar* m0p, const Scalar* m1p,
                   const Scalar* m2p, bool noisy) {
+  // The kernel helpers are called as detail::…: unqualified, argument-dependent lookup on an xsimd batch
+  // would pick xsimd::store, an aligned store.
   const dpm_step_coefficients& c = plan.c;
   const auto px = static_cast<Scalar>(c.x0_from_x), po = static_cast<Scalar>(c.x0_from_out);
   const auto A = static_cast<Scalar>(c.a), C0 = static_cast<Scalar>(c.c0), C1 = static_cast<Scalar>(c.c1), C2 = static_cast<Scalar>(c.c2);
@@ -173,61 +175,61 @@ int dpm_step_pass(const dpm_step_plan& plan, const solver_buffers<Scalar>& io, c
   const auto make_body = [&](auto order_c, auto noisy_c, auto thresholded_c, const pointers& p, Scalar bound) {
     constexpr int order = decltype(order_c)::value;
     constexpr bool is_noisy = decltype(noisy_c)::value, thresholded = decltype(thresholded_c)::value;
-    return [=]<class V>(std::size_t j, finite_probe<V>& probe) {
-      const V xv = load<V>(p.x + j), ov = load<V>(p.out + j);
+    return [=]<class V>(std::size_t j, detail::finite_probe<V>& probe) {
+      const V xv = detail::load<V>(p.x + j), ov = detail::load<V>(p.out + j);
       // diffusers' conversion: (x − σ_VP·ε̂)/α for ε; α·x − σ_VP·v̂ for v; the output itself for x0.
       V m0;
       if constexpr (thresholded) {
-        m0 = clamp_like_std(load<V>(p.m0 + j), V(-bound), V(bound)) / V(bound);
+        m0 = detail::clamp_like_std(detail::load<V>(p.m0 + j), V(-bound), V(bound)) / V(bound);
       } else {
         m0 = convert(xv, ov);
-        if (clipped) m0 = clamp_like_std(m0, V(-clip), V(clip));
+        if (clipped) m0 = detail::clamp_like_std(m0, V(-clip), V(clip));
       }
-      if (p.m0) store(p.m0 + j, m0);
-      if (p.x0) store(p.x0 + j, m0);
+      if (p.m0) detail::store(p.m0 + j, m0);
+      if (p.x0) detail::store(p.x0 + j, m0);
       V next = V(A) * xv + V(C0) * m0;
       if constexpr (order == 2) {
-        const V d1 = V(ir0) * (m0 - load<V>(p.m1 + j));
+        const V d1 = V(ir0) * (m0 - detail::load<V>(p.m1 + j));
         next = next + V(C1) * d1;
       } else if constexpr (order == 3) {
-        const V m1 = load<V>(p.m1 + j), m2 = load<V>(p.m2 + j);
+        const V m1 = detail::load<V>(p.m1 + j), m2 = detail::load<V>(p.m2 + j);
         const V d10 = V(ir0) * (m0 - m1), d11 = V(ir1) * (m1 - m2);
         const V d1 = d10 + V(q) * (d10 - d11), d2 = V(ir01) * (d10 - d11);
         next = next + V(C1) * d1 + V(C2) * d2;
       }
-      if constexpr (is_noisy) next = next + V(S) * load<V>(p.z + j);
+      if constexpr (is_noisy) next = next + V(S) * detail::load<V>(p.z + j);
       if (check) {
         probe.model += ov - ov;
         probe.state += xv - xv;
         probe.result += next - next;
       }
-      store(p.xn + j, next);
+      detail::store(p.xn + j, next);
     };
   };
   const std::size_t per_item = shape.channels * shape.spatial;
   const auto run = [&](auto order_c, auto noisy_c) -> int {
     constexpr bool is_noisy = decltype(noisy_c)::value;
     if (!plan.threshold)
-      return run_fused_pass<Scalar>(shape.numel(), per_item, plan.vectorize, is_noisy, io.generated, at, [&](const pointers& p) {
+      return detail::run_fused_pass<Scalar>(shape.numel(), per_item, plan.vectorize, is_noisy, io.generated, at, [&](const pointers& p) {
         return make_body(order_c, noisy_c, std::false_type{}, p, Scalar(1));
       });
-    const std::size_t first_bad = for_each_item(shape.batch, per_item, [&](std::size_t i) -> int {
+    const std::size_t first_bad = detail::for_each_item(shape.batch, per_item, [&](std::size_t i) -> int {
       const std::size_t base = i * per_item;
       pointers p = at(base, nullptr);
-      if (!p.m0) p.m0 = thread_scratch<Scalar, scratch_slot::x0>(per_item).data();
-      if (is_noisy && io.generated.generator) p.z = generated_item_noise<Scalar>(io.generated, per_item, base);
+      if (!p.m0) p.m0 = detail::thread_scratch<Scalar, detail::scratch_slot::x0>(per_item).data();
+      if (is_noisy && io.generated.generator) p.z = detail::generated_item_noise<Scalar>(io.generated, per_item, base);
       Scalar* const m0 = p.m0;
-      const int mask = run_range<Scalar>(0, per_item, plan.vectorize, [=]<class V>(std::size_t j, finite_probe<V>& probe) {
-        const V xv = load<V>(p.x + j), ov = load<V>(p.out + j);
+      const int mask = detail::run_range<Scalar>(0, per_item, plan.vectorize, [=]<class V>(std::size_t j, detail::finite_probe<V>& probe) {
+        const V xv = detail::load<V>(p.x + j), ov = detail::load<V>(p.out + j);
         if (check) {
           probe.model += ov - ov;
           probe.state += xv - xv;
         }
-        store(m0 + j, convert(xv, ov));
+        detail::store(m0 + j, convert(xv, ov));
       });
       if (mask != 0) return mask;
-      const Scalar bound = threshold_bound<Scalar>(std::span<const Scalar>(m0, per_item), *plan.threshold);
-      return run_range<Scalar>(0, per_item, plan.vectorize, make_body(order_c, noisy_c, std::true_type{}, p, bound));
+      const Scalar bound = detail::threshold_bound<Scalar>(std::span<const Scalar>(m0, per_item), *plan.threshold);
+      return detail::run_range<Scalar>(0, per_item, plan.vectorize, make_body(order_c, noisy_c, std::true_type{}, p, bound));
     });
     return first_bad < shape.batch ? 1 : 0;
   };

@@ -66,6 +66,8 @@ struct euler_step_plan {
 /// non-finite mask (0: all finite).
 template <Real Scalar, class X0>
 int euler_step_pass(const euler_step_plan& plan, const solver_buffers<Scalar>& io, const sample_shape& shape, bool noisy, const X0& x0_of) {
+  // The kernel helpers are called as detail::…: unqualified, argument-dependent lookup on an xsimd batch
+  // would pick xsimd::store, an aligned store.
   const auto sh = static_cast<Scalar>(plan.sigma_hat), dt = static_cast<Scalar>(plan.dt), churn = static_cast<Scalar>(plan.churn);
   const auto noise_scale = static_cast<Scalar>(plan.noise_scale);
   const auto cin = static_cast<Scalar>(plan.next_input_scale);
@@ -81,22 +83,22 @@ int euler_step_pass(const euler_step_plan& plan, const solver_buffers<Scalar>& i
   };
   const auto run = [&](auto noisy_c) {
     constexpr bool is_noisy = decltype(noisy_c)::value;
-    return run_fused_pass<Scalar>(shape.numel(), shape.channels * shape.spatial, plan.vectorize, is_noisy, io.generated, at,
+    return detail::run_fused_pass<Scalar>(shape.numel(), shape.channels * shape.spatial, plan.vectorize, is_noisy, io.generated, at,
                                   [&](const pointers& p) {
-      return [=]<class V>(std::size_t j, finite_probe<V>& probe) {
-        V xv = load<V>(p.x + j);
-        const V ov = load<V>(p.out + j);
+      return [=]<class V>(std::size_t j, detail::finite_probe<V>& probe) {
+        V xv = detail::load<V>(p.x + j);
+        const V ov = detail::load<V>(p.out + j);
         if (check) {
           probe.model += ov - ov;
           probe.state += xv - xv;
         }
-        if constexpr (is_noisy) xv = xv + load<V>(p.z + j) * V(noise_scale) * V(churn);
+        if constexpr (is_noisy) xv = xv + detail::load<V>(p.z + j) * V(noise_scale) * V(churn);
         const V x0 = x0_of(xv, ov);
-        if (p.x0) store(p.x0 + j, x0);
+        if (p.x0) detail::store(p.x0 + j, x0);
         const V next = xv + (xv - x0) / V(sh) * V(dt);
         if (check) probe.result += next - next;
-        store(p.xn + j, next);
-        if (p.ni) store(p.ni + j, next * V(cin));
+        detail::store(p.xn + j, next);
+        if (p.ni) detail::store(p.ni + j, next * V(cin));
       };
     });
   };

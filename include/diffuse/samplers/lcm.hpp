@@ -144,8 +144,11 @@ class lcm_sampler {
   }
 
   /// One LCM step: one fused pass (two per item with thresholding).
+  /// \param k     position, 0 <= k < num_steps(); with a state that has taken steps, the next position
   /// \param io x (the VP sample at t_k), the model output, x_next; noise (a buffer or generated) when
   ///           adds_noise(k); optionally x0, which receives the post-processed x̂0 (not `denoised`)
+  /// \param shape the batch layout of the buffers
+  /// \param state from make_state<Scalar>(shape), used for this chain only
   /// \throws diffuse::error on buffers that do not match `shape`, a foreign state, and non-finite values.
   template <Real Scalar>
   void step(int k, const solver_buffers<Scalar>& io, const sample_shape& shape, solver_state<Scalar>& state) const {

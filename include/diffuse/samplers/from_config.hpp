@@ -197,7 +197,7 @@ inline any_solver edm_solver_from_config(const config_reader& read, const std::s
 /// original_inference_steps, clip_sample, clip_sample_range, prediction_type, thresholding,
 /// dynamic_thresholding_ratio, sample_max_value, timestep_scaling; set_alpha_to_one, steps_offset and
 /// timestep_spacing are checked for their type and do not change LCM's maths.
-inline any_solver lcm_solver_from_config(const config_reader& read, const std::string& text, int steps) {
+inline any_solver lcm_solver_from_config(const config_reader& read, int steps) {
   nlohmann::json with_defaults = read.j;
   const auto fill = [&](const char* key, nlohmann::json value) {
     if (!read.has(key)) with_defaults[key] = std::move(value);
@@ -205,7 +205,6 @@ inline any_solver lcm_solver_from_config(const config_reader& read, const std::s
   fill("beta_schedule", "scaled_linear");
   fill("beta_start", 0.00085);
   fill("beta_end", 0.012);
-  (void)text;
   const scheduler_config base = scheduler_config::from_json(with_defaults.dump(), read.origin);
   lcm_options o;
   o.original_inference_steps = read.integer("original_inference_steps", 50);
@@ -239,7 +238,14 @@ inline any_solver lcm_solver_from_config(const config_reader& read, const std::s
 /// sigma_max, interpolation_type, timestep_type (Euler), clip_sample, clip_sample_range (Heun). Keys with
 /// values diffuse does not implement (flow sigmas, learned variances) are errors;
 /// rescale_betas_zero_snr rescales the schedule, whose σ table then ends at ᾱ = 2^−24 as diffusers'
-/// (training_sigmas); keys that only concern other classes are ignored.
+/// (training_sigmas); keys that only concern other classes are ignored. EDMEulerScheduler and
+/// EDMDPMSolverMultistepScheduler read sigma_min, sigma_max, sigma_data, sigma_schedule, rho,
+/// num_train_timesteps, prediction_type (epsilon or v_prediction), final_sigmas_type and the DPM-Solver keys
+/// above (algorithm_type dpmsolver++, sde-dpmsolver++ or deis); LCMScheduler reads the training schedule
+/// (with its defaults scaled_linear, 0.00085, 0.012), original_inference_steps, timestep_scaling,
+/// prediction_type, clip_sample, clip_sample_range, thresholding, dynamic_thresholding_ratio,
+/// sample_max_value, and type-checks set_alpha_to_one, steps_offset and timestep_spacing (which do not
+/// change its maths).
 /// \throws diffuse::error (io) for invalid JSON, an unknown or missing `_class_name` (the message lists
 ///         the supported ones) or an unsupported value, and the solvers' own errors for invalid options.
 inline any_solver solver_from_config(const std::string& text, int steps, const std::string& origin = "scheduler_config.json") {
@@ -266,7 +272,7 @@ inline any_solver solver_from_config(const std::string& text, int steps, const s
     return flow_solver_from_config(text, steps, std::nullopt, origin);
   }
   if (cls == "EDMEulerScheduler" || cls == "EDMDPMSolverMultistepScheduler") return detail::edm_solver_from_config(read, cls, steps);
-  if (cls == "LCMScheduler") return detail::lcm_solver_from_config(read, text, steps);
+  if (cls == "LCMScheduler") return detail::lcm_solver_from_config(read, steps);
   const bool dpm = cls == "DPMSolverMultistepScheduler", unipc = cls == "UniPCMultistepScheduler";
   const bool euler = cls == "EulerDiscreteScheduler", ancestral = cls == "EulerAncestralDiscreteScheduler";
   const bool heun = cls == "HeunDiscreteScheduler";

@@ -21,6 +21,7 @@
 #include <cmath>
 #include <cstdint>
 #include <span>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -48,6 +49,61 @@ struct euler_options {
 };
 
 namespace detail {
+
+/// What an Euler step (with churn) needs besides its buffers; computed in double once per step.
+struct euler_step_plan {
+  double sigma_hat = 0;         ///< σ̂ = σ(γ + 1)
+  double dt = 0;                ///< σ_next − σ̂
+  double noise_scale = 1;       ///< s_noise
+  double churn = 0;             ///< √(σ̂² − σ²): with s_noise, the factor of the churn noise
+  double next_input_scale = 1;  ///< the factor of the next model input (next_model_input)
+  bool check = true;            ///< report non-finite values in the mask
+  bool vectorize = true;        ///< false: the scalar reference loop
+};
+
+/// The fused pass of an Euler step (shared by euler_sampler and edm_euler_sampler): x̂ = x + churn·z when
+/// noisy; x̂0 = x0_of(x̂, out); x' = x̂ + (x̂ − x̂0)/σ̂·dt; optionally x̂0 and the next model input. Returns the
+/// non-finite mask (0: all finite).
+template <Real Scalar, class X0>
+int euler_step_pass(const euler_step_plan& plan, const solver_buffers<Scalar>& io, const sample_shape& shape, bool noisy, const X0& x0_of) {
+  // The kernel helpers are called as detail::…: unqualified, argument-dependent lookup on an xsimd batch
+  // would pick xsimd::store, an aligned store.
+  const auto sh = static_cast<Scalar>(plan.sigma_hat), dt = static_cast<Scalar>(plan.dt), churn = static_cast<Scalar>(plan.churn);
+  const auto noise_scale = static_cast<Scalar>(plan.noise_scale);
+  const auto cin = static_cast<Scalar>(plan.next_input_scale);
+  const bool check = plan.check;
+  struct pointers {
+    const Scalar *x, *out, *z;
+    Scalar *xn, *x0, *ni;
+  };
+  const auto at = [&](std::size_t base, std::nullptr_t) {
+    return pointers{io.x.data() + base, io.model_output.data() + base, noisy && !io.noise.empty() ? io.noise.data() + base : nullptr,
+                    io.x_next.data() + base, io.x0.empty() ? nullptr : io.x0.data() + base,
+                    io.next_model_input.empty() ? nullptr : io.next_model_input.data() + base};
+  };
+  const auto run = [&](auto noisy_c) {
+    constexpr bool is_noisy = decltype(noisy_c)::value;
+    return detail::run_fused_pass<Scalar>(shape.numel(), shape.channels * shape.spatial, plan.vectorize, is_noisy, io.generated, at,
+                                  [&](const pointers& p) {
+      return [=]<class V>(std::size_t j, detail::finite_probe<V>& probe) {
+        V xv = detail::load<V>(p.x + j);
+        const V ov = detail::load<V>(p.out + j);
+        if (check) {
+          probe.model += ov - ov;
+          probe.state += xv - xv;
+        }
+        if constexpr (is_noisy) xv = xv + detail::load<V>(p.z + j) * V(noise_scale) * V(churn);
+        const V x0 = x0_of(xv, ov);
+        if (p.x0) detail::store(p.x0 + j, x0);
+        const V next = xv + (xv - x0) / V(sh) * V(dt);
+        if (check) probe.result += next - next;
+        detail::store(p.xn + j, next);
+        if (p.ni) detail::store(p.ni + j, next * V(cin));
+      };
+    });
+  };
+  return noisy ? run(std::true_type{}) : run(std::false_type{});
+}
 
 /// What Euler and Euler ancestral share: the sigma list, the model-time and scaling rules.
 class euler_family {
@@ -153,44 +209,16 @@ class euler_sampler : public detail::euler_family {
     const bool noisy = adds_noise(k);
     detail::check_solver_buffers(io, shape, noisy);
     const double s = sigma(k), g = gamma(k), s_hat = s * (g + 1.0);
-    const auto sh = static_cast<Scalar>(s_hat), dt = static_cast<Scalar>(sigma(k + 1) - s_hat);
-    const auto noise_scale = static_cast<Scalar>(options_.s_noise);
-    const auto churn = static_cast<Scalar>(std::sqrt(std::max(0.0, s_hat * s_hat - s * s)));
+    const auto sh = static_cast<Scalar>(s_hat);
     const auto vx = static_cast<Scalar>(s * s + 1.0), vo = static_cast<Scalar>(-s / std::sqrt(s * s + 1.0));
     const prediction_type pred = options_.prediction;
-    const bool check = options_.check_finite;
-    struct pointers {
-      const Scalar *x, *out, *z;
-      Scalar *xn, *x0, *ni;
-    };
-    const auto at = [&](std::size_t base, std::nullptr_t) {
-      return pointers{io.x.data() + base, io.model_output.data() + base, noisy && !io.noise.empty() ? io.noise.data() + base : nullptr,
-                      io.x_next.data() + base, io.x0.empty() ? nullptr : io.x0.data() + base,
-                      io.next_model_input.empty() ? nullptr : io.next_model_input.data() + base};
-    };
-    const auto cin = static_cast<Scalar>(k + 1 < num_steps() ? input_scale(k + 1) : 1.0);
-    const auto run = [&](auto noisy_c) {
-      constexpr bool is_noisy = decltype(noisy_c)::value;
-      return detail::run_fused_pass<Scalar>(shape.numel(), shape.channels * shape.spatial, options_.vectorize, is_noisy, io.generated, at,
-                                            [&](const pointers& p) {
-        return [=]<class V>(std::size_t j, detail::finite_probe<V>& probe) {
-          V xv = detail::load<V>(p.x + j);
-          const V ov = detail::load<V>(p.out + j);
-          if (check) {
-            probe.model += ov - ov;
-            probe.state += xv - xv;
-          }
-          if constexpr (is_noisy) xv = xv + detail::load<V>(p.z + j) * V(noise_scale) * V(churn);
-          const V x0 = pred == prediction_type::epsilon ? xv - V(sh) * ov : pred == prediction_type::v_prediction ? ov * V(vo) + xv / V(vx) : ov;
-          if (p.x0) detail::store(p.x0 + j, x0);
-          const V next = xv + (xv - x0) / V(sh) * V(dt);
-          if (check) probe.result += next - next;
-          detail::store(p.xn + j, next);
-          if (p.ni) detail::store(p.ni + j, next * V(cin));
-        };
-      });
-    };
-    const int mask = noisy ? run(std::true_type{}) : run(std::false_type{});
+    const int mask = detail::euler_step_pass<Scalar>(
+        {.sigma_hat = s_hat, .dt = sigma(k + 1) - s_hat, .noise_scale = options_.s_noise, .churn = std::sqrt(std::max(0.0, s_hat * s_hat - s * s)),
+         .next_input_scale = k + 1 < num_steps() ? input_scale(k + 1) : 1.0, .check = options_.check_finite, .vectorize = options_.vectorize},
+        io, shape, noisy, [=](const auto& xv, const auto& ov) {
+          using V = std::decay_t<decltype(xv)>;
+          return pred == prediction_type::epsilon ? xv - V(sh) * ov : pred == prediction_type::v_prediction ? ov * V(vo) + xv / V(vx) : ov;
+        });
     if (mask != 0)
       detail::fail_non_finite<Scalar>(k, static_cast<int>(std::lround(model_time(k))), io.model_output, 1, io.x,
                                       std::span<const Scalar>(io.x_next), shape);

@@ -27,10 +27,12 @@
 #include "diffuse/error.hpp"
 #include "diffuse/io/scheduler_config.hpp"
 #include "diffuse/samplers/dpm_solver.hpp"
+#include "diffuse/samplers/edm.hpp"
 #include "diffuse/samplers/euler.hpp"
 #include "diffuse/samplers/flow_euler.hpp"
 #include "diffuse/samplers/flow_sigmas.hpp"
 #include "diffuse/samplers/heun.hpp"
+#include "diffuse/samplers/lcm.hpp"
 #include "diffuse/samplers/sigmas.hpp"
 #include "diffuse/samplers/unipc.hpp"
 
@@ -38,12 +40,47 @@ namespace diffuse {
 DIFFUSE_BEGIN_NAMESPACE
 
 /// Any solver a scheduler_config.json can name.
-using any_solver = std::variant<dpm_solver_sampler, unipc_sampler, euler_sampler, euler_ancestral_sampler, heun_sampler, flow_euler_sampler>;
+using any_solver = std::variant<dpm_solver_sampler, unipc_sampler, euler_sampler, euler_ancestral_sampler, heun_sampler, flow_euler_sampler,
+                                edm_euler_sampler, edm_dpm_solver_sampler, lcm_sampler>;
 
 /// The diffusers classes solver_from_config() accepts, as its error message lists them.
 inline constexpr const char* supported_solver_classes =
     "DPMSolverMultistepScheduler, UniPCMultistepScheduler, EulerDiscreteScheduler, EulerAncestralDiscreteScheduler, "
-    "HeunDiscreteScheduler, FlowMatchEulerDiscreteScheduler";
+    "HeunDiscreteScheduler, FlowMatchEulerDiscreteScheduler, EDMEulerScheduler, EDMDPMSolverMultistepScheduler, LCMScheduler";
+
+namespace detail {
+
+/// Typed reads of one scheduler_config.json object: a key that is absent or null gives the fallback,
+/// a value of another type is a diffuse::error (io) naming the key and the type expected.
+struct config_reader {
+  const nlohmann::json& j;    ///< the parsed object
+  const std::string& origin;  ///< the name used in error messages
+
+  [[noreturn]] void bad(const std::string& s) const { fail(error_kind::io, origin, ": ", s); }
+  bool has(const char* key) const { return j.contains(key) && !j[key].is_null(); }
+  bool flag(const char* key, bool fallback) const {
+    if (!has(key)) return fallback;
+    if (!j[key].is_boolean()) bad(cat("\"", key, "\" is ", j[key].dump(), "; expected true or false"));
+    return j[key].get<bool>();
+  }
+  double number(const char* key, double fallback) const {
+    if (!has(key)) return fallback;
+    if (!j[key].is_number()) bad(cat("\"", key, "\" is ", j[key].dump(), "; expected a number"));
+    return j[key].get<double>();
+  }
+  std::string text(const char* key, const char* fallback) const {
+    if (!has(key)) return fallback;
+    if (!j[key].is_string()) bad(cat("\"", key, "\" is ", j[key].dump(), "; expected a string"));
+    return j[key].get<std::string>();
+  }
+  int integer(const char* key, int fallback) const {
+    const double v = number(key, fallback);
+    if (v != std::floor(v) || std::abs(v) > 1e6) bad(cat("\"", key, "\" is ", v, "; expected an integer"));
+    return static_cast<int>(v);
+  }
+};
+
+}  // namespace detail
 
 /// The flow_euler_sampler a FlowMatchEulerDiscreteScheduler scheduler_config.json describes, for `steps` steps.
 ///
@@ -64,22 +101,10 @@ inline flow_euler_sampler flow_solver_from_config(const std::string& text, int s
   auto bad = [&](const std::string& s) { detail::fail(error_kind::io, origin, ": ", s); };
   const json j = detail::parse_config_json(text, "scheduler options", bad);
   if (!j.is_object()) bad("expected a JSON object of scheduler options");
-  const auto has = [&](const char* key) { return j.contains(key) && !j[key].is_null(); };
-  const auto flag = [&](const char* key) {
-    if (!has(key)) return false;
-    if (!j[key].is_boolean()) bad(detail::cat("\"", key, "\" is ", j[key].dump(), "; expected true or false"));
-    return j[key].get<bool>();
-  };
-  const auto number = [&](const char* key, double fallback) {
-    if (!has(key)) return fallback;
-    if (!j[key].is_number()) bad(detail::cat("\"", key, "\" is ", j[key].dump(), "; expected a number"));
-    return j[key].get<double>();
-  };
-  const auto text_of = [&](const char* key, const char* fallback) -> std::string {
-    if (!has(key)) return fallback;
-    if (!j[key].is_string()) bad(detail::cat("\"", key, "\" is ", j[key].dump(), "; expected a string"));
-    return j[key].get<std::string>();
-  };
+  const detail::config_reader read{j, origin};
+  const auto flag = [&](const char* key) { return read.flag(key, false); };
+  const auto number = [&](const char* key, double fallback) { return read.number(key, fallback); };
+  const auto text_of = [&](const char* key, const char* fallback) { return read.text(key, fallback); };
   const std::string cls = text_of("_class_name", "");
   if (cls != "FlowMatchEulerDiscreteScheduler")
     bad(detail::cat("_class_name \"", cls, "\"; expected FlowMatchEulerDiscreteScheduler"));
@@ -123,6 +148,84 @@ inline double flow_mu_from_config(const std::string& text, double image_seq_len,
                                               .base_shift = number("base_shift", 0.5), .max_shift = number("max_shift", 1.15)});
 }
 
+namespace detail {
+
+/// The EDM classes' keys: sigma_min, sigma_max, sigma_data, sigma_schedule, num_train_timesteps (which does
+/// not change set_timesteps(N)), prediction_type, rho, final_sigmas_type, and for
+/// EDMDPMSolverMultistepScheduler solver_order, thresholding, dynamic_thresholding_ratio, sample_max_value,
+/// algorithm_type, solver_type, lower_order_final, euler_at_final.
+inline any_solver edm_solver_from_config(const config_reader& read, const std::string& cls, int steps) {
+  edm_options e;
+  e.sigma_min = read.number("sigma_min", 0.002);
+  e.sigma_max = read.number("sigma_max", 80.0);
+  e.sigma_data = read.number("sigma_data", 0.5);
+  e.rho = read.number("rho", 7.0);
+  const std::string schedule = read.text("sigma_schedule", "karras");
+  if (schedule == "karras") e.schedule = edm_sigma_schedule::karras;
+  else if (schedule == "exponential") e.schedule = edm_sigma_schedule::exponential;
+  else read.bad(cat("sigma_schedule \"", schedule, "\" is unknown; expected karras or exponential"));
+  const int T = read.integer("num_train_timesteps", 1000);
+  if (T < 1) read.bad(cat("num_train_timesteps is ", T, "; expected an integer >= 1"));
+  const std::string pred = read.text("prediction_type", "epsilon");
+  if (pred == "epsilon") e.prediction = prediction_type::epsilon;
+  else if (pred == "v_prediction") e.prediction = prediction_type::v_prediction;
+  else read.bad(cat("prediction_type \"", pred, "\" with ", cls, "; expected epsilon or v_prediction (diffusers' EDM "
+                    "precondition_outputs supports only these)"));
+  const std::string fin = read.text("final_sigmas_type", "zero");
+  if (fin == "zero") e.final_type = final_sigma::zero;
+  else if (fin == "sigma_min") e.final_type = final_sigma::sigma_min;
+  else read.bad(cat("final_sigmas_type \"", fin, "\" is unknown; expected zero or sigma_min"));
+  if (cls == "EDMEulerScheduler") return edm_euler_sampler(e, steps);
+  edm_dpm_solver_options o;
+  o.order = read.integer("solver_order", 2);
+  const std::string algo = read.text("algorithm_type", "dpmsolver++");
+  if (algo == "dpmsolver++" || algo == "deis") o.algorithm = dpm_algorithm::dpmsolver_pp;  // diffusers maps deis to dpmsolver++
+  else if (algo == "sde-dpmsolver++") o.algorithm = dpm_algorithm::sde_dpmsolver_pp;
+  else read.bad(cat("algorithm_type \"", algo, "\" is not implemented for EDMDPMSolverMultistepScheduler; expected dpmsolver++ or sde-dpmsolver++"));
+  const std::string st = read.text("solver_type", "midpoint");
+  if (st == "heun") o.solver_type = dpm_solver_type::heun;
+  else if (st == "midpoint" || st == "logrho" || st == "bh1" || st == "bh2") o.solver_type = dpm_solver_type::midpoint;  // diffusers' mapping
+  else read.bad(cat("solver_type \"", st, "\" is unknown; expected midpoint or heun"));
+  o.lower_order_final = read.flag("lower_order_final", true);
+  o.euler_at_final = read.flag("euler_at_final", false);
+  if (read.flag("thresholding", false))
+    o.threshold = dynamic_threshold{read.number("dynamic_thresholding_ratio", 0.995), read.number("sample_max_value", 1.0)};
+  return edm_dpm_solver_sampler(e, steps, o);
+}
+
+/// LCMScheduler's keys: the training schedule (with LCM's defaults scaled_linear, 0.00085, 0.012),
+/// original_inference_steps, clip_sample, clip_sample_range, prediction_type, thresholding,
+/// dynamic_thresholding_ratio, sample_max_value, timestep_scaling; set_alpha_to_one, steps_offset and
+/// timestep_spacing are checked for their type and do not change LCM's maths.
+inline any_solver lcm_solver_from_config(const config_reader& read, int steps) {
+  nlohmann::json with_defaults = read.j;
+  const auto fill = [&](const char* key, nlohmann::json value) {
+    if (!read.has(key)) with_defaults[key] = std::move(value);
+  };
+  fill("beta_schedule", "scaled_linear");
+  fill("beta_start", 0.00085);
+  fill("beta_end", 0.012);
+  const scheduler_config base = scheduler_config::from_json(with_defaults.dump(), read.origin);
+  lcm_options o;
+  o.original_inference_steps = read.integer("original_inference_steps", 50);
+  o.timestep_scaling = read.number("timestep_scaling", 10.0);
+  const std::string pred = read.text("prediction_type", "epsilon");
+  if (pred != "epsilon" && pred != "sample" && pred != "v_prediction")
+    read.bad(cat("prediction_type \"", pred, "\" with LCMScheduler; expected epsilon, sample or v_prediction"));
+  o.prediction = parse_prediction_type(pred);
+  if (read.flag("clip_sample", false)) o.clip_sample_range = read.number("clip_sample_range", 1.0);
+  if (read.flag("thresholding", false))
+    o.threshold = dynamic_threshold{read.number("dynamic_thresholding_ratio", 0.995), read.number("sample_max_value", 1.0)};
+  (void)read.flag("set_alpha_to_one", true);
+  (void)read.integer("steps_offset", 0);
+  const std::string spacing = read.text("timestep_spacing", "leading");
+  if (spacing != "leading" && spacing != "linspace" && spacing != "trailing")
+    read.bad(cat("timestep_spacing \"", spacing, "\" is unknown; expected linspace, leading or trailing (LCM does not use it)"));
+  return lcm_sampler(base.schedule, steps, o);
+}
+
+}  // namespace detail
+
 /// The solver a scheduler_config.json describes, for `steps` inference steps.
 ///
 /// `_class_name` picks the solver; the training schedule (beta_schedule, beta_start, beta_end,
@@ -135,7 +238,14 @@ inline double flow_mu_from_config(const std::string& text, double image_seq_len,
 /// sigma_max, interpolation_type, timestep_type (Euler), clip_sample, clip_sample_range (Heun). Keys with
 /// values diffuse does not implement (flow sigmas, learned variances) are errors;
 /// rescale_betas_zero_snr rescales the schedule, whose σ table then ends at ᾱ = 2^−24 as diffusers'
-/// (training_sigmas); keys that only concern other classes are ignored.
+/// (training_sigmas); keys that only concern other classes are ignored. EDMEulerScheduler and
+/// EDMDPMSolverMultistepScheduler read sigma_min, sigma_max, sigma_data, sigma_schedule, rho,
+/// num_train_timesteps, prediction_type (epsilon or v_prediction), final_sigmas_type and the DPM-Solver keys
+/// above (algorithm_type dpmsolver++, sde-dpmsolver++ or deis); LCMScheduler reads the training schedule
+/// (with its defaults scaled_linear, 0.00085, 0.012), original_inference_steps, timestep_scaling,
+/// prediction_type, clip_sample, clip_sample_range, thresholding, dynamic_thresholding_ratio,
+/// sample_max_value, and type-checks set_alpha_to_one, steps_offset and timestep_spacing (which do not
+/// change its maths).
 /// \throws diffuse::error (io) for invalid JSON, an unknown or missing `_class_name` (the message lists
 ///         the supported ones) or an unsupported value, and the solvers' own errors for invalid options.
 inline any_solver solver_from_config(const std::string& text, int steps, const std::string& origin = "scheduler_config.json") {
@@ -143,27 +253,12 @@ inline any_solver solver_from_config(const std::string& text, int steps, const s
   auto bad = [&](const std::string& s) { detail::fail(error_kind::io, origin, ": ", s); };
   const json j = detail::parse_config_json(text, "scheduler options", bad);
   if (!j.is_object()) bad("expected a JSON object of scheduler options");
-  const auto has = [&](const char* key) { return j.contains(key) && !j[key].is_null(); };
-  const auto text_of = [&](const char* key, const char* fallback) -> std::string {
-    if (!has(key)) return fallback;
-    if (!j[key].is_string()) bad(detail::cat("\"", key, "\" is ", j[key].dump(), "; expected a string"));
-    return j[key].get<std::string>();
-  };
-  const auto flag = [&](const char* key, bool fallback) {
-    if (!has(key)) return fallback;
-    if (!j[key].is_boolean()) bad(detail::cat("\"", key, "\" is ", j[key].dump(), "; expected true or false"));
-    return j[key].get<bool>();
-  };
-  const auto number = [&](const char* key, double fallback) {
-    if (!has(key)) return fallback;
-    if (!j[key].is_number()) bad(detail::cat("\"", key, "\" is ", j[key].dump(), "; expected a number"));
-    return j[key].get<double>();
-  };
-  const auto integer = [&](const char* key, int fallback) {
-    const double v = number(key, fallback);
-    if (v != std::floor(v) || std::abs(v) > 1e6) bad(detail::cat("\"", key, "\" is ", v, "; expected an integer"));
-    return static_cast<int>(v);
-  };
+  const detail::config_reader read{j, origin};
+  const auto has = [&](const char* key) { return read.has(key); };
+  const auto text_of = [&](const char* key, const char* fallback) { return read.text(key, fallback); };
+  const auto flag = [&](const char* key, bool fallback) { return read.flag(key, fallback); };
+  const auto number = [&](const char* key, double fallback) { return read.number(key, fallback); };
+  const auto integer = [&](const char* key, int fallback) { return read.integer(key, fallback); };
   const auto refuse_if = [&](bool condition, const std::string& what) {
     if (condition) bad(what + " is not supported by diffuse's solvers yet; expected the default");
   };
@@ -176,6 +271,8 @@ inline any_solver solver_from_config(const std::string& text, int steps, const s
           "(flow_mu_from_config gives mu from the image sequence length)");
     return flow_solver_from_config(text, steps, std::nullopt, origin);
   }
+  if (cls == "EDMEulerScheduler" || cls == "EDMDPMSolverMultistepScheduler") return detail::edm_solver_from_config(read, cls, steps);
+  if (cls == "LCMScheduler") return detail::lcm_solver_from_config(read, steps);
   const bool dpm = cls == "DPMSolverMultistepScheduler", unipc = cls == "UniPCMultistepScheduler";
   const bool euler = cls == "EulerDiscreteScheduler", ancestral = cls == "EulerAncestralDiscreteScheduler";
   const bool heun = cls == "HeunDiscreteScheduler";

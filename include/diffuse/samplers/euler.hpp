@@ -159,41 +159,13 @@ class euler_sampler : public detail::euler_family {
     const auto vx = static_cast<Scalar>(s * s + 1.0), vo = static_cast<Scalar>(-s / std::sqrt(s * s + 1.0));
     const prediction_type pred = options_.prediction;
     const bool check = options_.check_finite;
-    struct pointers {
-      const Scalar *x, *out, *z;
-      Scalar *xn, *x0, *ni;
-    };
-    const auto at = [&](std::size_t base, std::nullptr_t) {
-      return pointers{io.x.data() + base, io.model_output.data() + base, noisy && !io.noise.empty() ? io.noise.data() + base : nullptr,
-                      io.x_next.data() + base, io.x0.empty() ? nullptr : io.x0.data() + base,
-                      io.next_model_input.empty() ? nullptr : io.next_model_input.data() + base};
-    };
     const auto cin = static_cast<Scalar>(k + 1 < num_steps() ? input_scale(k + 1) : 1.0);
-    const auto run = [&](auto noisy_c) {
-      constexpr bool is_noisy = decltype(noisy_c)::value;
-      return detail::run_fused_pass<Scalar>(shape.numel(), shape.channels * shape.spatial, options_.vectorize, is_noisy, io.generated, at,
-                                            [&](const pointers& p) {
-        return [=]<class V>(std::size_t j, detail::finite_probe<V>& probe) {
-          V xv = detail::load<V>(p.x + j);
-          const V ov = detail::load<V>(p.out + j);
-          if (check) {
-            probe.model += ov - ov;
-            probe.state += xv - xv;
-          }
-          if constexpr (is_noisy) xv = xv + detail::load<V>(p.z + j) * V(noise_scale) * V(churn);
-          const V x0 = pred == prediction_type::epsilon ? xv - V(sh) * ov : pred == prediction_type::v_prediction ? ov * V(vo) + xv / V(vx) : ov;
-          if (p.x0) detail::store(p.x0 + j, x0);
-          const V next = xv + (xv - x0) / V(sh) * V(dt);
-          if (check) probe.result += next - next;
-          detail::store(p.xn + j, next);
-          if (p.ni) detail::store(p.ni + j, next * V(cin));
-        };
-      });
-    };
-    const int mask = noisy ? run(std::true_type{}) : run(std::false_type{});
-    if (mask != 0)
-      detail::fail_non_finite<Scalar>(k, static_cast<int>(std::lround(model_time(k))), io.model_output, 1, io.x,
-                                      std::span<const Scalar>(io.x_next), shape);
+    detail::run_one_step_pass<Scalar>(k, static_cast<int>(std::lround(model_time(k))), io, shape, noisy, options_.vectorize, check, cin,
+                                      [=]<class V>(V xv, V ov, V z, auto noisy_c) {
+      if constexpr (decltype(noisy_c)::value) xv = xv + z * V(noise_scale) * V(churn);
+      const V x0 = pred == prediction_type::epsilon ? xv - V(sh) * ov : pred == prediction_type::v_prediction ? ov * V(vo) + xv / V(vx) : ov;
+      return detail::one_step_values<V>{x0, xv + (xv - x0) / V(sh) * V(dt)};
+    });
     state.advance(k);
   }
 
@@ -239,40 +211,14 @@ class euler_ancestral_sampler : public detail::euler_family {
     const auto vx = static_cast<Scalar>(s * s + 1.0), vo = static_cast<Scalar>(-s / std::sqrt(s * s + 1.0));
     const prediction_type pred = options_.prediction;
     const bool check = options_.check_finite;
-    struct pointers {
-      const Scalar *x, *out, *z;
-      Scalar *xn, *x0, *ni;
-    };
-    const auto at = [&](std::size_t base, std::nullptr_t) {
-      return pointers{io.x.data() + base, io.model_output.data() + base, noisy && !io.noise.empty() ? io.noise.data() + base : nullptr,
-                      io.x_next.data() + base, io.x0.empty() ? nullptr : io.x0.data() + base,
-                      io.next_model_input.empty() ? nullptr : io.next_model_input.data() + base};
-    };
     const auto cin = static_cast<Scalar>(k + 1 < num_steps() ? input_scale(k + 1) : 1.0);
-    const auto run = [&](auto noisy_c) {
-      constexpr bool is_noisy = decltype(noisy_c)::value;
-      return detail::run_fused_pass<Scalar>(shape.numel(), shape.channels * shape.spatial, options_.vectorize, is_noisy, io.generated, at,
-                                            [&](const pointers& p) {
-        return [=]<class V>(std::size_t j, detail::finite_probe<V>& probe) {
-          const V xv = detail::load<V>(p.x + j), ov = detail::load<V>(p.out + j);
-          const V x0 = pred == prediction_type::epsilon ? xv - V(ss) * ov : pred == prediction_type::v_prediction ? ov * V(vo) + xv / V(vx) : ov;
-          if (p.x0) detail::store(p.x0 + j, x0);
-          V next = xv + (xv - x0) / V(ss) * V(dt);
-          if constexpr (is_noisy) next = next + detail::load<V>(p.z + j) * V(zs);
-          if (check) {
-            probe.model += ov - ov;
-            probe.state += xv - xv;
-            probe.result += next - next;
-          }
-          detail::store(p.xn + j, next);
-          if (p.ni) detail::store(p.ni + j, next * V(cin));
-        };
-      });
-    };
-    const int mask = noisy ? run(std::true_type{}) : run(std::false_type{});
-    if (mask != 0)
-      detail::fail_non_finite<Scalar>(k, static_cast<int>(std::lround(model_time(k))), io.model_output, 1, io.x,
-                                      std::span<const Scalar>(io.x_next), shape);
+    detail::run_one_step_pass<Scalar>(k, static_cast<int>(std::lround(model_time(k))), io, shape, noisy, options_.vectorize, check, cin,
+                                      [=]<class V>(V xv, V ov, V z, auto noisy_c) {
+      const V x0 = pred == prediction_type::epsilon ? xv - V(ss) * ov : pred == prediction_type::v_prediction ? ov * V(vo) + xv / V(vx) : ov;
+      V next = xv + (xv - x0) / V(ss) * V(dt);
+      if constexpr (decltype(noisy_c)::value) next = next + z * V(zs);
+      return detail::one_step_values<V>{x0, next};
+    });
     state.advance(k);
   }
 

@@ -11,7 +11,7 @@
 /// \endcode
 /// A model driven through the variant must take `double t` (the Euler family's times are fractional).
 /// FlowMatchEulerDiscreteScheduler configs give a flow_euler_sampler (flow_solver_from_config when the
-/// config uses dynamic shifting and needs μ).
+/// config uses dynamic shifting and needs μ), FlowMatchHeunDiscreteScheduler configs a flow_heun_sampler.
 
 #include <cmath>
 #include <filesystem>
@@ -29,6 +29,7 @@
 #include "diffuse/samplers/dpm_solver.hpp"
 #include "diffuse/samplers/euler.hpp"
 #include "diffuse/samplers/flow_euler.hpp"
+#include "diffuse/samplers/flow_heun.hpp"
 #include "diffuse/samplers/flow_sigmas.hpp"
 #include "diffuse/samplers/heun.hpp"
 #include "diffuse/samplers/sigmas.hpp"
@@ -38,12 +39,13 @@ namespace diffuse {
 DIFFUSE_BEGIN_NAMESPACE
 
 /// Any solver a scheduler_config.json can name.
-using any_solver = std::variant<dpm_solver_sampler, unipc_sampler, euler_sampler, euler_ancestral_sampler, heun_sampler, flow_euler_sampler>;
+using any_solver =
+    std::variant<dpm_solver_sampler, unipc_sampler, euler_sampler, euler_ancestral_sampler, heun_sampler, flow_euler_sampler, flow_heun_sampler>;
 
 /// The diffusers classes solver_from_config() accepts, as its error message lists them.
 inline constexpr const char* supported_solver_classes =
     "DPMSolverMultistepScheduler, UniPCMultistepScheduler, EulerDiscreteScheduler, EulerAncestralDiscreteScheduler, "
-    "HeunDiscreteScheduler, FlowMatchEulerDiscreteScheduler";
+    "HeunDiscreteScheduler, FlowMatchEulerDiscreteScheduler, FlowMatchHeunDiscreteScheduler";
 
 /// The flow_euler_sampler a FlowMatchEulerDiscreteScheduler scheduler_config.json describes, for `steps` steps.
 ///
@@ -101,6 +103,52 @@ inline flow_euler_sampler flow_solver_from_config(const std::string& text, int s
   o.invert_sigmas = flag("invert_sigmas");
   o.mu = mu;
   return flow_euler_sampler(steps, o, {.stochastic_sampling = flag("stochastic_sampling")});
+}
+
+/// The flow_heun_sampler a FlowMatchHeunDiscreteScheduler scheduler_config.json describes, for `steps` steps.
+///
+/// The class has two keys, num_train_timesteps and shift (applied as FlowMatchEulerDiscreteScheduler's, twice;
+/// see flow_match_options::shift_twice); prediction_type, when present, must be flow_prediction. Keys of the
+/// Euler class that change the grid (use_dynamic_shifting, shift_terminal, invert_sigmas, stochastic_sampling,
+/// Karras / exponential / beta sigmas) are not read by diffusers' Heun class: set to a non-default value they
+/// are refused rather than silently ignored.
+/// \param text   the JSON object of scheduler_config.json
+/// \param steps  N, the number of inference steps (2N − 1 model evaluations)
+/// \param origin the name used in error messages
+/// 	hrows diffuse::error (io) for invalid JSON, another `_class_name`, a value of the wrong type or a key the class
+///         does not have set to a non-default value, and flow_match_times' errors.
+inline flow_heun_sampler flow_heun_solver_from_config(const std::string& text, int steps, const std::string& origin = "scheduler_config.json") {
+  using nlohmann::json;
+  auto bad = [&](const std::string& s) { detail::fail(error_kind::io, origin, ": ", s); };
+  const json j = detail::parse_config_json(text, "scheduler options", bad);
+  if (!j.is_object()) bad("expected a JSON object of scheduler options");
+  const auto has = [&](const char* key) { return j.contains(key) && !j[key].is_null(); };
+  const auto number = [&](const char* key, double fallback) {
+    if (!has(key)) return fallback;
+    if (!j[key].is_number()) bad(detail::cat("\"", key, "\" is ", j[key].dump(), "; expected a number"));
+    return j[key].get<double>();
+  };
+  const auto text_of = [&](const char* key, const char* fallback) -> std::string {
+    if (!has(key)) return fallback;
+    if (!j[key].is_string()) bad(detail::cat("\"", key, "\" is ", j[key].dump(), "; expected a string"));
+    return j[key].get<std::string>();
+  };
+  const std::string cls = text_of("_class_name", "");
+  if (cls != "FlowMatchHeunDiscreteScheduler") bad(detail::cat("_class_name \"", cls, "\"; expected FlowMatchHeunDiscreteScheduler"));
+  const std::string pred = text_of("prediction_type", "flow_prediction");
+  if (pred != "flow_prediction") bad(detail::cat("prediction_type \"", pred, "\" with FlowMatchHeunDiscreteScheduler; expected flow_prediction"));
+  for (const char* key : {"use_dynamic_shifting", "invert_sigmas", "stochastic_sampling", "use_karras_sigmas", "use_exponential_sigmas",
+                          "use_beta_sigmas"})
+    if (has(key) && !(j[key].is_boolean() && !j[key].get<bool>()))
+      bad(detail::cat("\"", key, "\" is ", j[key].dump(), " with FlowMatchHeunDiscreteScheduler, which has no such option; expected it absent or false"));
+  if (has("shift_terminal") && number("shift_terminal", 0.0) != 0.0)
+    bad("shift_terminal with FlowMatchHeunDiscreteScheduler, which has no such option; expected it absent or null");
+  flow_match_options o;
+  const double T = number("num_train_timesteps", 1000);
+  if (!(T >= 1 && T <= 1000000) || T != std::floor(T)) bad(detail::cat("num_train_timesteps is ", T, "; expected an integer in [1, 1000000]"));
+  o.num_train_timesteps = static_cast<int>(T);
+  o.shift = number("shift", 1.0);
+  return flow_heun_sampler(steps, o);
 }
 
 /// μ for use_dynamic_shifting from a FlowMatchEulerDiscreteScheduler config and the image sequence length
@@ -176,6 +224,7 @@ inline any_solver solver_from_config(const std::string& text, int steps, const s
           "(flow_mu_from_config gives mu from the image sequence length)");
     return flow_solver_from_config(text, steps, std::nullopt, origin);
   }
+  if (cls == "FlowMatchHeunDiscreteScheduler") return flow_heun_solver_from_config(text, steps, origin);
   const bool dpm = cls == "DPMSolverMultistepScheduler", unipc = cls == "UniPCMultistepScheduler";
   const bool euler = cls == "EulerDiscreteScheduler", ancestral = cls == "EulerAncestralDiscreteScheduler";
   const bool heun = cls == "HeunDiscreteScheduler";

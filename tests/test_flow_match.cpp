@@ -676,3 +676,176 @@ TEST_CASE("scheduler_config.json FlowMatchHeunDiscreteScheduler builds the flow 
   out[1] = std::nan("");
   test::check_error([&] { h.step<double>(0, {.x = x, .model_output = out, .x_next = next}, shape, st); }, {"NaN in the model output"});
 }
+
+namespace {
+
+/// The solver of a DPMSolverMultistepScheduler / UniPCMultistepScheduler flow-sigma fixture case: through
+/// solver_from_config (the case's config as a scheduler_config.json), or built directly when it needs μ.
+diffuse::any_solver multistep_flow_solver(const json& c) {
+  const json& config = c["config"];
+  const json& extras = c["set_timesteps"];
+  const int n = c["steps"].get<int>();
+  if (!extras.contains("mu")) {
+    json text = config;
+    text["_class_name"] = c["class"];
+    return diffuse::solver_from_config(text.dump(), n);
+  }
+  const auto schedule = diffuse::noise_schedule::linear(1000);
+  diffuse::multistep_flow_options o{.mu = extras["mu"].get<double>()};
+  if (config.value("time_shift_type", "exponential") == std::string("linear")) o.time_shift_type = diffuse::flow_time_shift_type::linear;
+  if (config.contains("shift_terminal")) o.shift_terminal = config["shift_terminal"].get<double>();
+  if (c["class"] == "DPMSolverMultistepScheduler")
+    return diffuse::dpm_solver_sampler(diffuse::dpm_solver_flow_sigmas(schedule, n, o), {.prediction = diffuse::prediction_type::flow_prediction});
+  return diffuse::unipc_sampler(diffuse::unipc_flow_sigmas(schedule, n, o), {.prediction = diffuse::prediction_type::flow_prediction});
+}
+
+/// Replays a multistep flow case step by step (integer model times, noise of the SDE variant given).
+template <class Scalar, class Solver>
+replay_result replay_multistep(const Solver& solver, const json& c) {
+  replay_result r;
+  const auto& traj = c["trajectory"];
+  REQUIRE(solver.num_steps() == static_cast<int>(traj.size()));
+  const auto sig = c["sigmas"].get<std::vector<double>>();
+  REQUIRE(sig.size() == static_cast<std::size_t>(solver.num_steps() + 1));
+  for (int k = 0; k <= solver.num_steps(); ++k) r.times = std::max(r.times, std::abs(solver.sigma(k) - sig[static_cast<std::size_t>(k)]));
+  const diffuse::sample_shape shape{.batch = 2, .channels = 1, .spatial = 3};
+  const auto z = c["initial_noise"].get<std::vector<double>>();
+  std::vector<Scalar> x(z.size()), out(z.size()), next(z.size()), noise(z.size());
+  for (std::size_t i = 0; i < z.size(); ++i) x[i] = static_cast<Scalar>(z[i]);
+  auto state = solver.template make_state<Scalar>(shape);
+  for (int k = 0; k < solver.num_steps(); ++k) {
+    const auto& s = traj[static_cast<std::size_t>(k)];
+    CHECK(solver.timestep(k) == s["timestep"].get<int>());
+    fake_model<Scalar>(x, solver.model_time(k), out);
+    r.trajectory = std::max(r.trajectory, relative_error(out, s["model_output"].get<std::vector<double>>()));
+    const auto zs = s["noise"].get<std::vector<double>>();
+    const bool noisy = solver.adds_noise(k);  // diffusers also draws (and multiplies by 0) noise into σ = 0
+    if (noisy) REQUIRE(!zs.empty());
+    for (std::size_t i = 0; i < zs.size(); ++i) noise[i] = static_cast<Scalar>(zs[i]);
+    solver.template step<Scalar>(k, {.x = x, .model_output = out, .x_next = next, .noise = noisy ? std::span<const Scalar>(noise) : std::span<const Scalar>()},
+                                 shape, state);
+    r.trajectory = std::max(r.trajectory, relative_error(next, s["prev_sample"].get<std::vector<double>>()));
+    x = next;
+  }
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("flow sigmas in DPM-Solver++ and UniPC match diffusers' use_flow_sigmas (float64 variant to 1e-12, verbatim float32 to 2e-5 + 2g)") {
+  // float64: the same grid (linspace, shift, flip / time shift, terminal stretch) and the same λ = log(1 − σ) −
+  // log σ steps, so only the last bits of log / expm1 differ. float32: diffusers rounds its σ to float32 and
+  // steps in float32 while the C++ coefficients are double. Where the grid starts at σ_0 = 1 − 10⁻⁶ (UniPC),
+  // float32 rounds α_0 = 1 − σ_0 by 1% and diffusers' float32 run departs from its own float64 run by g (up to
+  // 2e-4, UniPC bh1); the C++ float path follows the double coefficients, so the bound is 2e-5 + 2g with g
+  // measured per case from the two fixture files (the cases are in the same order). The float32 σ are checked
+  // to 2e-6 absolute (the VP σ_min of sigma_min comes from diffusers' float32 ᾱ table). Model times are
+  // diffusers' int64 truncation of σ·T, compared exactly.
+  const json f64 = test::fixture("flow/flow_multistep_float64.json");
+  for (const char* file : {"flow/flow_multistep_float64.json", "flow/flow_multistep_float32.json"}) {
+    const json fx = test::fixture(file);
+    const bool wide = std::string(file).find("64") != std::string::npos;
+    double worst_traj = 0, worst_times = 0;
+    int cases = 0;
+    for (const auto& c : fx["cases"]) {
+      double gap = 0;  // diffusers' float32 run against its float64 run
+      for (std::size_t k = 0; k < c["trajectory"].size(); ++k)
+        gap = std::max(gap, relative_error(c["trajectory"][k]["prev_sample"].get<std::vector<double>>(),
+                                           f64["cases"][static_cast<std::size_t>(cases)]["trajectory"][k]["prev_sample"].get<std::vector<double>>()));
+      CAPTURE(c["name"].get<std::string>());
+      CAPTURE(c["steps"].get<int>());
+      const auto any = multistep_flow_solver(c);
+      std::visit(
+          [&](const auto& solver) {
+            using S = std::remove_cvref_t<decltype(solver)>;
+            if constexpr (std::is_same_v<S, diffuse::dpm_solver_sampler> || std::is_same_v<S, diffuse::unipc_sampler>) {
+              CHECK(solver.sigmas().flow);
+              const auto r = wide ? replay_multistep<double>(solver, c) : replay_multistep<float>(solver, c);
+              worst_traj = std::max(worst_traj, r.trajectory);
+              worst_times = std::max(worst_times, r.times);
+              CHECK(r.trajectory <= (wide ? 1e-12 : 2e-5 + 2 * gap));
+              CHECK(r.times <= (wide ? 1e-12 : 2e-6));
+            } else {
+              FAIL("the config did not give DPM-Solver++ or UniPC");
+            }
+          },
+          any);
+      ++cases;
+    }
+    std::printf("%s: %d cases, worst trajectory error %.2g, worst sigma error %.2g\n", file, cases, worst_traj, worst_times);
+    CHECK(cases == 30);
+  }
+}
+
+TEST_CASE("flow sigmas: DPM-Solver++ 2M and UniPC-2 converge with order 2 to the exact mixture flow") {
+  // 64 two-dimensional points carried from σ = 0.98 to σ = 0.02 (N steps uniform in λ) by the exact velocity of
+  // a smooth mixture; the reference is classical RK4 with 2000 steps in σ over the same interval (error ~1e-13).
+  // The solvers see the flow as x̂0 = x − σ·v with α = 1 − σ (flow sigmas); the model is told the position k
+  // (an integer model time) and evaluates the velocity at σ_k exactly, so the times' truncation to integers
+  // does not blur the order. lower_order_final is off (the first step is still first order: its O(h²) local
+  // error keeps the global order 2). As tests/test_solver_properties.cpp bounds them: the 20 → 40 slope in
+  // [1.8, 2.2] for 2M; UniPC-2's corrector raises its predictor's order by up to one (the last step stays
+  // uncorrected), so [1.8, 3.2]. All slopes are printed.
+  const diffuse::gaussian_mixture gm({0.3, 0.7}, {{-1.0, 0.0}, {1.0, 0.5}}, {0.8, 0.6});
+  const diffuse::sample_shape shape{.batch = 64, .channels = 2, .spatial = 1};
+  std::vector<double> z(shape.numel());
+  diffuse::fill_initial_noise<double>(z, shape, 11);
+  const double smax = 0.98, smin = 0.02;
+  const auto velocity = [&](const std::vector<double>& x, double s) {
+    std::vector<double> v(x.size());
+    gm.flow_velocity<double>(x, s, v);
+    return v;
+  };
+  // The chain starts from the flow state at σ_max: (1 − σ)·x0 + σ·ε is not available without x0, so both the
+  // reference and the solvers start from the same point z·σ_max (any common start serves an order test).
+  std::vector<double> start = z;
+  for (auto& v : start) v *= smax;
+  std::vector<double> ref = start;
+  {
+    const int m = 2000;
+    const double h = (smin - smax) / m;
+    auto axpy = [&](const std::vector<double>& a, const std::vector<double>& d, double c) {
+      std::vector<double> r(a.size());
+      for (std::size_t j = 0; j < a.size(); ++j) r[j] = a[j] + c * d[j];
+      return r;
+    };
+    for (int i = 0; i < m; ++i) {
+      const double s = smax + h * i;
+      const auto k1 = velocity(ref, s), k2 = velocity(axpy(ref, k1, h / 2), s + h / 2), k3 = velocity(axpy(ref, k2, h / 2), s + h / 2),
+                 k4 = velocity(axpy(ref, k3, h), s + h);
+      for (std::size_t j = 0; j < ref.size(); ++j) ref[j] += h / 6 * (k1[j] + 2 * k2[j] + 2 * k3[j] + k4[j]);
+    }
+  }
+  const auto run = [&](int n, bool unipc) {
+    diffuse::sigma_list list;
+    list.flow = true;
+    // Uniform in λ = log((1 − σ)/σ), the variable these solvers step in: σ = 1/(1 + e^λ).
+    const double l0 = std::log((1 - smax) / smax), l1 = std::log((1 - smin) / smin);
+    for (int k = 0; k <= n; ++k) list.sigmas.push_back(k == n ? smin : 1.0 / (1.0 + std::exp(l0 + (l1 - l0) * k / n)));
+    list.sigmas.front() = smax;
+    for (int k = 0; k < n; ++k) list.model_times.push_back(k);
+    const auto sig = list.sigmas;
+    auto model = [&](std::span<const double> x, int k, std::span<double> out) { gm.flow_velocity<double>(x, sig[static_cast<std::size_t>(k)], out); };
+    std::vector<double> x = start;
+    if (unipc) {
+      const diffuse::unipc_sampler solver(list, {.order = 2, .prediction = diffuse::prediction_type::flow_prediction, .lower_order_final = false});
+      diffuse::solve(solver, model, std::span<double>(x), shape);
+    } else {
+      const diffuse::dpm_solver_sampler solver(list, {.order = 2, .prediction = diffuse::prediction_type::flow_prediction, .lower_order_final = false});
+      diffuse::solve(solver, model, std::span<double>(x), shape);
+    }
+    return x;
+  };
+  for (bool unipc : {false, true}) {
+    const int ns[] = {5, 10, 20, 40};
+    double err[4], slope[3];
+    for (int i = 0; i < 4; ++i) err[i] = rms(run(ns[i], unipc), ref);
+    for (int i = 0; i < 3; ++i) slope[i] = std::log(err[i] / err[i + 1]) / std::log(2.0);
+    const double lo = 1.8, hi = unipc ? 3.2 : 2.2;
+    std::printf("%s with flow sigmas: error at N = 5, 10, 20, 40: %.3e %.3e %.3e %.3e; slopes %.2f %.2f %.2f (bound on slope 3: [%.1f, %.1f])\n",
+                unipc ? "UniPC-2" : "DPM-Solver++ 2M", err[0], err[1], err[2], err[3], slope[0], slope[1], slope[2], lo, hi);
+    CHECK(slope[2] >= lo);
+    CHECK(slope[2] <= hi);
+    CHECK(err[3] < err[0]);
+  }
+}

@@ -115,7 +115,10 @@ class dpm_solver_sampler {
   dpm_solver_sampler(sigma_list list, dpm_solver_options options) : options_(options), list_(std::move(list)), id_(detail::next_solver_id()) {
     if (options_.order < 1 || options_.order > 3)
       detail::fail(error_kind::sampler, "DPM-Solver++ order = ", options_.order, "; expected solver_order 1, 2 or 3");
-    detail::refuse_flow_prediction(options_.prediction, "DPM-Solver++");
+    if (!list_.flow) detail::refuse_flow_prediction(options_.prediction, "DPM-Solver++");
+    if (list_.flow && options_.prediction == prediction_type::flow_prediction && !data_form())
+      detail::fail(error_kind::sampler, "flow_prediction with the noise-form algorithm ", options_.algorithm == dpm_algorithm::dpmsolver ? "dpmsolver" : "sde-dpmsolver",
+                   "; expected dpmsolver++ or sde-dpmsolver++ (diffusers converts a flow output only to x0)");
     if (options_.prediction == prediction_type::previous_x)
       detail::fail(error_kind::sampler, "DPM-Solver++ needs a model that predicts epsilon, sample or v_prediction; got previous_x");
     if (options_.threshold) x0_processing{.threshold = options_.threshold}.validate();
@@ -162,10 +165,16 @@ class dpm_solver_sampler {
   const sigma_list& sigmas() const noexcept { return list_; }
   /// Always 1: the model sees the VP sample itself.
   double input_scale(int) const noexcept { return 1.0; }
-  /// The state at position k is a·x0 + b·ε with {a, b} = {α, σ_VP} of σ_k (diffusers' add_noise).
+  /// The state at position k is a·x0 + b·ε with {a, b} = {α, σ_VP} of σ_k (diffusers' add_noise; with flow
+  /// sigmas {1 − σ_k, σ_k}, diffusers' scale_noise).
   std::pair<double, double> noising(int k) const {
-    const double s = sigma(k), a = 1.0 / std::sqrt(s * s + 1.0);
-    return {a, s * a};
+    const double s = sigma(k);
+    return {list_.alpha(s), list_.sigma_vp(s)};
+  }
+  /// The ᾱ guidance hooks see at position k: α²/(α² + σ_VP²) (1/(σ² + 1) unless the sigmas are flow sigmas).
+  double guidance_alpha_bar(int k) const {
+    const double s = sigma(k), a = list_.alpha(s), v = list_.sigma_vp(s);
+    return a * a / (a * a + v * v);
   }
   /// Always 1: the chain starts from standard normal noise (init_noise_sigma = 1).
   double initial_scale() const noexcept { return 1.0; }
@@ -226,10 +235,10 @@ class dpm_solver_sampler {
     detail::check_position(k, num_steps());
     step_coefficients c;
     c.order = order;
-    const auto alpha = [](double s) { return 1.0 / std::sqrt(s * s + 1.0); };
-    const auto lambda = [&](double s) { return std::log(alpha(s)) - std::log(s * alpha(s)); };
+    const auto alpha = [&](double s) { return list_.alpha(s); };
+    const auto lambda = [&](double s) { return std::log(alpha(s)) - std::log(list_.sigma_vp(s)); };
     const double s0 = sigma(k), st = sigma(k + 1);
-    const double a0 = alpha(s0), v0 = s0 * a0;
+    const double a0 = alpha(s0), v0 = list_.sigma_vp(s0);
     c.alpha_s = a0;
     c.sigma_vp_s = v0;
     switch (options_.prediction) {
@@ -240,6 +249,10 @@ class dpm_solver_sampler {
       case prediction_type::v_prediction:
         c.x0_from_x = a0;
         c.x0_from_out = -v0;
+        break;
+      case prediction_type::flow_prediction:  // x̂0 = x − σ·v, as diffusers (1·x and −σ·v round as x − σ·v)
+        c.x0_from_x = 1.0;
+        c.x0_from_out = -s0;
         break;
       default:
         c.x0_from_out = 1.0;
@@ -255,7 +268,7 @@ class dpm_solver_sampler {
       c.a = 1.0;
       return c;
     }
-    const double at = alpha(st), vt = st * at;
+    const double at = alpha(st), vt = list_.sigma_vp(st);
     const double h = lambda(st) - lambda(s0);
     if (!data_form()) {  // the ε̂ form: x' = (α_t/α_s0)·x − σ_VP,t(e^h − 1)·D0 − …
       const bool sde_eps = options_.algorithm == dpm_algorithm::sde_dpmsolver;

@@ -82,6 +82,9 @@ class euler_family {
  protected:
   euler_family(sigma_list list, bool leading, prediction_type prediction) : list_(std::move(list)), id_(next_solver_id()) {
     refuse_flow_prediction(prediction, "The Euler solvers (euler_sampler, euler_ancestral_sampler)");
+    if (list_.flow)
+      fail(error_kind::sampler, "the Euler solvers with a flow sigma list; expected VP sigmas (flow sigmas serve DPM-Solver++ and UniPC; "
+                                "flow_euler_sampler integrates flow models)");
     if (prediction == prediction_type::previous_x)
       fail(error_kind::sampler, "the Euler solvers need a model that predicts epsilon, sample or v_prediction; got previous_x");
     const std::size_t n = list_.model_times.size();

@@ -180,8 +180,10 @@ inline double flow_mu_from_config(const std::string& text, double image_seq_len,
 /// final_sigmas_type, and per class solver_order, algorithm_type, solver_type, lower_order_final,
 /// euler_at_final, lambda_min_clipped (DPM-Solver), thresholding, dynamic_thresholding_ratio,
 /// sample_max_value (both), predict_x0, disable_corrector (UniPC), sigma_min,
-/// sigma_max, interpolation_type, timestep_type (Euler), clip_sample, clip_sample_range (Heun). Keys with
-/// values diffuse does not implement (flow sigmas, learned variances) are errors;
+/// sigma_max, interpolation_type, timestep_type (Euler), clip_sample, clip_sample_range (Heun), and for
+/// DPM-Solver++ and UniPC use_flow_sigmas with flow_shift (and UniPC's shift_terminal, time_shift_type):
+/// dpm_solver_flow_sigmas / unipc_flow_sigmas, prediction_type flow_prediction allowed. Keys with values
+/// diffuse does not implement (learned variances, use_dynamic_shifting, which needs μ) are errors;
 /// rescale_betas_zero_snr rescales the schedule, whose σ table then ends at ᾱ = 2^−24 as diffusers'
 /// (training_sigmas); keys that only concern other classes are ignored.
 /// \throws diffuse::error (io) for invalid JSON, an unknown or missing `_class_name` (the message lists
@@ -234,9 +236,11 @@ inline any_solver solver_from_config(const std::string& text, int steps, const s
 
   // The training schedule, read exactly as scheduler_config reads it; the class's own defaults below.
   const std::string pred = text_of("prediction_type", "epsilon");
-  if (pred == "flow_prediction")
-    bad(detail::cat("prediction_type \"flow_prediction\" with _class_name ", cls, " is not supported; expected epsilon, sample or "
-                    "v_prediction, or a FlowMatchEulerDiscreteScheduler config for a flow-matching model"));
+  const bool flow_sigmas = (dpm || unipc) && flag("use_flow_sigmas", false);
+  if (pred == "flow_prediction" && !flow_sigmas)
+    bad(detail::cat("prediction_type \"flow_prediction\" with _class_name ", cls, " is not supported",
+                    dpm || unipc ? " without use_flow_sigmas = true" : "", "; expected epsilon, sample or v_prediction",
+                    dpm || unipc ? ", use_flow_sigmas = true" : "", ", or a FlowMatchEulerDiscreteScheduler config for a flow-matching model"));
   const scheduler_config base = scheduler_config::from_json(text, origin);
   if (heun && flag("rescale_betas_zero_snr", false)) bad("rescale_betas_zero_snr is not a key of HeunDiscreteScheduler; expected it absent");
   const prediction_type prediction = parse_prediction_type(pred);
@@ -258,9 +262,25 @@ inline any_solver solver_from_config(const std::string& text, int steps, const s
     else if (fin == "sigma_min") so.final_type = final_sigma::sigma_min;
     else bad(detail::cat("final_sigmas_type \"", fin, "\" is unknown; expected zero or sigma_min"));
   }
-  if (dpm || unipc) {
-    refuse_if(flag("use_flow_sigmas", false), "use_flow_sigmas = true");
-    refuse_if(flag("use_dynamic_shifting", false), "use_dynamic_shifting = true");
+  // Flow sigmas (use_flow_sigmas): the grid replaces the timestep spacing, which diffusers then ignores.
+  multistep_flow_options flow_opts;
+  if (flow_sigmas) {
+    if (so.kind != sigma_kind::timesteps)
+      bad("use_flow_sigmas = true with Karras / exponential / beta / Lu sigmas is not supported (diffusers builds VP sigmas then and "
+          "converts them as flow sigmas); expected only use_flow_sigmas");
+    if (flag("use_dynamic_shifting", false))
+      bad("use_dynamic_shifting = true needs mu, which the config does not hold; expected the solver built from "
+          "dpm_solver_flow_sigmas / unipc_flow_sigmas(schedule, steps, {.mu = ...})");
+    flow_opts.flow_shift = number("flow_shift", 1.0);
+    flow_opts.final_type = so.final_type;
+    if (unipc) {
+      if (const double st = number("shift_terminal", 0.0); st != 0.0) flow_opts.shift_terminal = st;
+      const std::string shift_type = text_of("time_shift_type", "exponential");
+      if (shift_type == "linear") flow_opts.time_shift_type = flow_time_shift_type::linear;
+      else if (shift_type != "exponential") bad(detail::cat("time_shift_type \"", shift_type, "\" is unknown; expected exponential or linear"));
+    }
+  } else if (dpm || unipc) {
+    refuse_if(flag("use_dynamic_shifting", false), "use_dynamic_shifting = true without use_flow_sigmas");
   }
 
   if (dpm) {
@@ -283,6 +303,7 @@ inline any_solver solver_from_config(const std::string& text, int steps, const s
       o.threshold = dynamic_threshold{number("dynamic_thresholding_ratio", 0.995), number("sample_max_value", 1.0)};
     if (has("variance_type")) bad("variance_type (a learned variance) is not supported by DPM-Solver++ here; expected null");
     if (has("lambda_min_clipped")) so.lambda_min_clipped = number("lambda_min_clipped", -HUGE_VAL);
+    if (flow_sigmas) return dpm_solver_sampler(dpm_solver_flow_sigmas(base.schedule, steps, flow_opts), o);
     return dpm_solver_sampler(base.schedule, steps, so, o);
   }
   if (unipc) {
@@ -306,6 +327,7 @@ inline any_solver solver_from_config(const std::string& text, int steps, const s
     }
     refuse_if(has("sigma_min") || has("sigma_max"), "UniPC's sigma_min / sigma_max");
     refuse_if(has("solver_p"), "solver_p");
+    if (flow_sigmas) return unipc_sampler(unipc_flow_sigmas(base.schedule, steps, flow_opts), std::move(o));
     return unipc_sampler(base.schedule, steps, so, std::move(o));
   }
   if (euler || heun || ancestral) {

@@ -265,6 +265,10 @@ void solve(const Sampler& sampler, Model&& model, std::span<Scalar> x, const sam
     detail::fail(error_kind::shape, "x has ", x.size(), " elements; expected batch ", shape.batch, " x channels ", shape.channels,
                  " x spatial ", shape.spatial, " = ", numel);
   if constexpr (!guidance_type::empty) guidance.validate(n);
+  if constexpr (guidance_type::needs_gradient && requires { sampler.sigmas().flow; })
+    if (sampler.sigmas().flow)
+      detail::fail(error_kind::guidance, "classifier guidance with flow sigmas: apply_score_guidance converts at the VP sigma; expected "
+                                         "VP sigmas (or classifier-free guidance, which needs no gradient)");
   auto& ws = workspace;
   if (ws.model_output.size() != numel) ws.model_output.assign(numel, Scalar(0));
   if (ws.x_next.size() != numel) ws.x_next.assign(numel, Scalar(0));

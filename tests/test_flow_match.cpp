@@ -849,3 +849,41 @@ TEST_CASE("flow sigmas: DPM-Solver++ 2M and UniPC-2 converge with order 2 to the
     CHECK(err[3] < err[0]);
   }
 }
+
+TEST_CASE("flow sigmas: bad combinations are diffuse::errors that say what was expected") {
+  const auto schedule = diffuse::noise_schedule::linear(1000);
+  const auto flow = diffuse::prediction_type::flow_prediction;
+  auto list = diffuse::unipc_flow_sigmas(schedule, 6, {.flow_shift = 3.0});
+  test::check_error([&] { (void)diffuse::euler_sampler(list, {}); }, {"the Euler solvers with a flow sigma list"});
+  test::check_error([&] { (void)diffuse::heun_sampler(list, {}); }, {"the Heun solver with a flow sigma list"});
+  test::check_error([&] { (void)diffuse::dpm_solver_sampler(schedule, 6, {}, {.prediction = flow}); }, {"DPM-Solver++ needs", "flow sigmas"});
+  test::check_error([&] { (void)diffuse::unipc_sampler(list, {.prediction = flow, .predict_x0 = false}); }, {"predict_x0 = false"});
+  test::check_error([&] { (void)diffuse::dpm_solver_sampler(diffuse::dpm_solver_flow_sigmas(schedule, 6, {.final_type = diffuse::final_sigma::sigma_min}),
+                                                           {.algorithm = diffuse::dpm_algorithm::dpmsolver, .prediction = flow}); },
+                    {"flow_prediction with the noise-form algorithm dpmsolver"});
+  test::check_error([&] { (void)diffuse::dpm_solver_flow_sigmas(schedule, 6, {.shift_terminal = 0.1}); }, {"shift_terminal with DPM-Solver++"});
+  test::check_error([&] { (void)diffuse::dpm_solver_flow_sigmas(schedule, 6, {.mu = 0.5, .time_shift_type = diffuse::flow_time_shift_type::linear}); },
+                    {"mu with the linear time shift"});
+  test::check_error([&] { (void)diffuse::unipc_flow_sigmas(schedule, 6, {.flow_shift = -1.0}); }, {"flow_shift = -1"});
+  test::check_error([&] { (void)diffuse::unipc_flow_sigmas(schedule, 0); }, {"num_inference_steps = 0"});
+  test::check_error([&] { (void)diffuse::dpm_solver_flow_sigmas(schedule, 900, {.final_type = diffuse::final_sigma::sigma_min}); },
+                    {"expected strictly decreasing flow sigmas"});
+  // Classifier guidance's score form is written for VP sigmas: refused before the model is called.
+  const diffuse::unipc_sampler solver(list, {.prediction = flow});
+  const diffuse::sample_shape shape{.batch = 1, .channels = 2, .spatial = 1};
+  std::vector<double> x(2, 0.0);
+  int calls = 0;
+  auto model = [&](std::span<const double>, int, std::span<double> out) {
+    ++calls;
+    std::fill(out.begin(), out.end(), 0.0);
+  };
+  auto hook = diffuse::classifier_guidance([](std::span<const double>, int, std::span<double> g) { std::fill(g.begin(), g.end(), 0.0); }, 1.0);
+  test::check_error([&] { diffuse::solve(solver, model, std::span<double>(x), shape, {}, diffuse::no_callback{}, diffuse::guidance(hook)); },
+                    {"classifier guidance with flow sigmas"});
+  CHECK(calls == 0);
+  // The multistep states: alpha = 1 - sigma, and noising / guidance_alpha_bar follow.
+  CHECK(solver.noising(2).first == 1.0 - solver.sigma(2));
+  CHECK(solver.noising(2).second == solver.sigma(2));
+  const double a = 1.0 - solver.sigma(2), s = solver.sigma(2);
+  CHECK(solver.guidance_alpha_bar(2) == doctest::Approx(a * a / (a * a + s * s)).epsilon(1e-15));
+}

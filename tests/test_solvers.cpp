@@ -287,8 +287,19 @@ TEST_CASE("solver_from_config: unknown classes and unsupported values are errors
                      "DPMSolverMultistepScheduler, UniPCMultistepScheduler, EulerDiscreteScheduler"});
   test::check_error([] { (void)diffuse::solver_from_config(R"({"beta_schedule": "linear"})", 10); }, {"_class_name \"\" is not a solver"});
   test::check_error([] { (void)diffuse::solver_from_config(R"({"_class_name": "DDIMScheduler"})", 10); }, {"ddim_sampler"});
-  test::check_error([] { (void)diffuse::solver_from_config(R"({"_class_name": "UniPCMultistepScheduler", "use_flow_sigmas": true})", 10); },
-                    {"use_flow_sigmas = true is not supported"});
+  test::check_error([] { (void)diffuse::solver_from_config(R"({"_class_name": "UniPCMultistepScheduler", "use_flow_sigmas": true, "use_karras_sigmas": true})", 10); },
+                    {"use_flow_sigmas = true with Karras"});
+  test::check_error([] { (void)diffuse::solver_from_config(R"({"_class_name": "DPMSolverMultistepScheduler", "use_flow_sigmas": true,
+                                                              "use_dynamic_shifting": true})", 10); },
+                    {"use_dynamic_shifting = true needs mu", "dpm_solver_flow_sigmas"});
+  test::check_error([] { (void)diffuse::solver_from_config(R"({"_class_name": "DPMSolverMultistepScheduler", "prediction_type": "flow_prediction"})", 10); },
+                    {"without use_flow_sigmas = true"});
+  test::check_error([] { (void)diffuse::solver_from_config(R"({"_class_name": "UniPCMultistepScheduler", "use_flow_sigmas": true,
+                                                              "prediction_type": "flow_prediction", "predict_x0": false})", 10); },
+                    {"predict_x0 = false"});
+  test::check_error([] { (void)diffuse::solver_from_config(R"({"_class_name": "EulerDiscreteScheduler", "use_flow_sigmas": true,
+                                                              "prediction_type": "flow_prediction"})", 10); },
+                    {"flow_prediction", "not supported"});
   test::check_error([] { (void)diffuse::solver_from_config(R"({"_class_name": "DPMSolverMultistepScheduler", "algorithm_type": "dpmsolver"})", 10); },
                     {"algorithm dpmsolver with a final sigma of 0", "expected final_sigmas_type sigma_min"});
   test::check_error([] { (void)diffuse::solver_from_config(R"({"_class_name": "DPMSolverMultistepScheduler", "algorithm_type": "sde-dpmsolver",

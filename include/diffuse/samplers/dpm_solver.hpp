@@ -275,7 +275,10 @@ class dpm_solver_sampler {
       : options_(options), list_(std::move(list)), id_(detail::next_solver_id()), edm_(edm_sigma_data) {
     if (options_.order < 1 || options_.order > 3)
       detail::fail(error_kind::sampler, "DPM-Solver++ order = ", options_.order, "; expected solver_order 1, 2 or 3");
-    detail::refuse_flow_prediction(options_.prediction, "DPM-Solver++");
+    if (!list_.flow) detail::refuse_flow_prediction(options_.prediction, "DPM-Solver++");
+    if (list_.flow && options_.prediction == prediction_type::flow_prediction && !data_form())
+      detail::fail(error_kind::sampler, "flow_prediction with the noise-form algorithm ", options_.algorithm == dpm_algorithm::dpmsolver ? "dpmsolver" : "sde-dpmsolver",
+                   "; expected dpmsolver++ or sde-dpmsolver++ (diffusers converts a flow output only to x0)");
     if (options_.prediction == prediction_type::previous_x)
       detail::fail(error_kind::sampler, "DPM-Solver++ needs a model that predicts epsilon, sample or v_prediction; got previous_x");
     if (options_.threshold) x0_processing{.threshold = options_.threshold}.validate();
@@ -326,10 +329,16 @@ class dpm_solver_sampler {
   const sigma_list& sigmas() const noexcept { return list_; }
   /// Always 1: the model sees the VP sample itself.
   double input_scale(int) const noexcept { return 1.0; }
-  /// The state at position k is a·x0 + b·ε with {a, b} = {α, σ_VP} of σ_k (diffusers' add_noise).
+  /// The state at position k is a·x0 + b·ε with {a, b} = {α, σ_VP} of σ_k (diffusers' add_noise; with flow
+  /// sigmas {1 − σ_k, σ_k}, diffusers' scale_noise).
   std::pair<double, double> noising(int k) const {
-    const double s = sigma(k), a = 1.0 / std::sqrt(s * s + 1.0);
-    return {a, s * a};
+    const double s = sigma(k);
+    return {list_.alpha(s), list_.sigma_vp(s)};
+  }
+  /// The ᾱ guidance hooks see at position k: α²/(α² + σ_VP²) (1/(σ² + 1) unless the sigmas are flow sigmas).
+  double guidance_alpha_bar(int k) const {
+    const double s = sigma(k), a = list_.alpha(s), v = list_.sigma_vp(s);
+    return a * a / (a * a + v * v);
   }
   /// Always 1: the chain starts from standard normal noise (init_noise_sigma = 1).
   double initial_scale() const noexcept { return 1.0; }
@@ -375,11 +384,13 @@ class dpm_solver_sampler {
     detail::check_position(k, num_steps());
     step_coefficients c;
     c.order = order;
-    const bool edm = edm_ > 0.0;  // EDM's variable x_σ: α = 1, σ_VP = σ
-    const auto alpha = [edm](double s) { return edm ? 1.0 : 1.0 / std::sqrt(s * s + 1.0); };
-    const auto lambda = [&](double s) { return std::log(alpha(s)) - std::log(s * alpha(s)); };
+    // EDM's variable x_σ has α = 1, σ_VP = σ; flow lists α = 1 − σ, σ_VP = σ; VP lists α = 1/√(σ² + 1), σ_VP = σα.
+    const bool edm = edm_ > 0.0;
+    const auto alpha = [&](double s) { return edm ? 1.0 : list_.alpha(s); };
+    const auto sigma_vp = [&](double s) { return edm ? s : list_.sigma_vp(s); };
+    const auto lambda = [&](double s) { return std::log(alpha(s)) - std::log(sigma_vp(s)); };
     const double s0 = sigma(k), st = sigma(k + 1);
-    const double a0 = alpha(s0), v0 = s0 * a0;
+    const double a0 = alpha(s0), v0 = sigma_vp(s0);
     c.alpha_s = a0;
     c.sigma_vp_s = v0;
     if (edm) {  // EDM's precondition_outputs: x̂0 = c_skip·x + c_out·F, c_out negated for v_prediction
@@ -395,6 +406,10 @@ class dpm_solver_sampler {
         c.x0_from_x = a0;
         c.x0_from_out = -v0;
         break;
+      case prediction_type::flow_prediction:  // x̂0 = x − σ·v, as diffusers (1·x and −σ·v round as x − σ·v)
+        c.x0_from_x = 1.0;
+        c.x0_from_out = -s0;
+        break;
       default:
         c.x0_from_out = 1.0;
         break;
@@ -409,7 +424,7 @@ class dpm_solver_sampler {
       c.a = 1.0;
       return c;
     }
-    const double at = alpha(st), vt = st * at;
+    const double at = alpha(st), vt = sigma_vp(st);
     const double h = lambda(st) - lambda(s0);
     if (!data_form()) {  // the ε̂ form: x' = (α_t/α_s0)·x − σ_VP,t(e^h − 1)·D0 − …
       const bool sde_eps = options_.algorithm == dpm_algorithm::sde_dpmsolver;

@@ -89,16 +89,11 @@ class edm_euler_sampler : public detail::euler_family {
     detail::check_solver_buffers(io, shape, noisy);
     const double s = sigma(k), s_hat = s * (gamma(k) + 1.0);
     const auto cs = static_cast<Scalar>(p_.c_skip(s_hat)), co = static_cast<Scalar>(p_.c_out(s_hat));
-    const int mask = detail::euler_step_pass<Scalar>(
+    detail::euler_step_pass<Scalar>(
+        k, static_cast<int>(std::lround(model_time(k))),
         {.sigma_hat = s_hat, .dt = sigma(k + 1) - s_hat, .noise_scale = options_.s_noise, .churn = std::sqrt(std::max(0.0, s_hat * s_hat - s * s)),
          .next_input_scale = k + 1 < num_steps() ? input_scale(k + 1) : 1.0, .check = options_.check_finite, .vectorize = options_.vectorize},
-        io, shape, noisy, [=](const auto& xv, const auto& ov) {
-          using V = std::decay_t<decltype(xv)>;
-          return V(cs) * xv + V(co) * ov;
-        });
-    if (mask != 0)
-      detail::fail_non_finite<Scalar>(k, static_cast<int>(std::lround(model_time(k))), io.model_output, 1, io.x,
-                                      std::span<const Scalar>(io.x_next), shape);
+        io, shape, noisy, [=]<class V>(V xv, V ov) { return V(cs) * xv + V(co) * ov; });
     state.advance(k);
   }
 

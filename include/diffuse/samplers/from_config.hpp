@@ -11,7 +11,7 @@
 /// \endcode
 /// A model driven through the variant must take `double t` (the Euler family's times are fractional).
 /// FlowMatchEulerDiscreteScheduler configs give a flow_euler_sampler (flow_solver_from_config when the
-/// config uses dynamic shifting and needs μ).
+/// config uses dynamic shifting and needs μ), FlowMatchHeunDiscreteScheduler configs a flow_heun_sampler.
 
 #include <cmath>
 #include <filesystem>
@@ -30,6 +30,7 @@
 #include "diffuse/samplers/edm.hpp"
 #include "diffuse/samplers/euler.hpp"
 #include "diffuse/samplers/flow_euler.hpp"
+#include "diffuse/samplers/flow_heun.hpp"
 #include "diffuse/samplers/flow_sigmas.hpp"
 #include "diffuse/samplers/heun.hpp"
 #include "diffuse/samplers/lcm.hpp"
@@ -41,12 +42,12 @@ DIFFUSE_BEGIN_NAMESPACE
 
 /// Any solver a scheduler_config.json can name.
 using any_solver = std::variant<dpm_solver_sampler, unipc_sampler, euler_sampler, euler_ancestral_sampler, heun_sampler, flow_euler_sampler,
-                                edm_euler_sampler, edm_dpm_solver_sampler, lcm_sampler>;
+                                flow_heun_sampler, edm_euler_sampler, edm_dpm_solver_sampler, lcm_sampler>;
 
 /// The diffusers classes solver_from_config() accepts, as its error message lists them.
 inline constexpr const char* supported_solver_classes =
     "DPMSolverMultistepScheduler, UniPCMultistepScheduler, EulerDiscreteScheduler, EulerAncestralDiscreteScheduler, "
-    "HeunDiscreteScheduler, FlowMatchEulerDiscreteScheduler, EDMEulerScheduler, EDMDPMSolverMultistepScheduler, LCMScheduler";
+    "HeunDiscreteScheduler, FlowMatchEulerDiscreteScheduler, FlowMatchHeunDiscreteScheduler, EDMEulerScheduler, EDMDPMSolverMultistepScheduler, LCMScheduler";
 
 namespace detail {
 
@@ -126,6 +127,45 @@ inline flow_euler_sampler flow_solver_from_config(const std::string& text, int s
   o.invert_sigmas = flag("invert_sigmas");
   o.mu = mu;
   return flow_euler_sampler(steps, o, {.stochastic_sampling = flag("stochastic_sampling")});
+}
+
+/// The flow_heun_sampler a FlowMatchHeunDiscreteScheduler scheduler_config.json describes, for `steps` steps.
+///
+/// The class has two keys, num_train_timesteps and shift (applied as FlowMatchEulerDiscreteScheduler's, twice;
+/// see flow_match_options::shift_twice); prediction_type, when present, must be flow_prediction. Keys of the
+/// Euler class that change the grid (use_dynamic_shifting, shift_terminal, invert_sigmas, stochastic_sampling,
+/// Karras / exponential / beta sigmas) are not read by diffusers' Heun class: set to a non-default value they
+/// are refused rather than silently ignored.
+/// \param text   the JSON object of scheduler_config.json
+/// \param steps  N, the number of inference steps (2N − 1 model evaluations)
+/// \param origin the name used in error messages
+/// \throws diffuse::error (io) for invalid JSON, another `_class_name`, a value of the wrong type or a key the class
+///         does not have set to a non-default value, and flow_match_times' errors.
+inline flow_heun_sampler flow_heun_solver_from_config(const std::string& text, int steps, const std::string& origin = "scheduler_config.json") {
+  using nlohmann::json;
+  auto bad = [&](const std::string& s) { detail::fail(error_kind::io, origin, ": ", s); };
+  const json j = detail::parse_config_json(text, "scheduler options", bad);
+  if (!j.is_object()) bad("expected a JSON object of scheduler options");
+  const detail::config_reader read{j, origin};
+  const auto has = [&](const char* key) { return read.has(key); };
+  const auto number = [&](const char* key, double fallback) { return read.number(key, fallback); };
+  const auto text_of = [&](const char* key, const char* fallback) { return read.text(key, fallback); };
+  const std::string cls = text_of("_class_name", "");
+  if (cls != "FlowMatchHeunDiscreteScheduler") bad(detail::cat("_class_name \"", cls, "\"; expected FlowMatchHeunDiscreteScheduler"));
+  const std::string pred = text_of("prediction_type", "flow_prediction");
+  if (pred != "flow_prediction") bad(detail::cat("prediction_type \"", pred, "\" with FlowMatchHeunDiscreteScheduler; expected flow_prediction"));
+  for (const char* key : {"use_dynamic_shifting", "invert_sigmas", "stochastic_sampling", "use_karras_sigmas", "use_exponential_sigmas",
+                          "use_beta_sigmas"})
+    if (has(key) && !(j[key].is_boolean() && !j[key].get<bool>()))
+      bad(detail::cat("\"", key, "\" is ", j[key].dump(), " with FlowMatchHeunDiscreteScheduler, which has no such option; expected it absent or false"));
+  if (has("shift_terminal") && number("shift_terminal", 0.0) != 0.0)
+    bad("shift_terminal with FlowMatchHeunDiscreteScheduler, which has no such option; expected it absent or null");
+  flow_match_options o;
+  const double T = number("num_train_timesteps", 1000);
+  if (!(T >= 1 && T <= 1000000) || T != std::floor(T)) bad(detail::cat("num_train_timesteps is ", T, "; expected an integer in [1, 1000000]"));
+  o.num_train_timesteps = static_cast<int>(T);
+  o.shift = number("shift", 1.0);
+  return flow_heun_sampler(steps, o);
 }
 
 /// μ for use_dynamic_shifting from a FlowMatchEulerDiscreteScheduler config and the image sequence length
@@ -235,8 +275,10 @@ inline any_solver lcm_solver_from_config(const config_reader& read, int steps) {
 /// final_sigmas_type, and per class solver_order, algorithm_type, solver_type, lower_order_final,
 /// euler_at_final, lambda_min_clipped (DPM-Solver), thresholding, dynamic_thresholding_ratio,
 /// sample_max_value (both), predict_x0, disable_corrector (UniPC), sigma_min,
-/// sigma_max, interpolation_type, timestep_type (Euler), clip_sample, clip_sample_range (Heun). Keys with
-/// values diffuse does not implement (flow sigmas, learned variances) are errors;
+/// sigma_max, interpolation_type, timestep_type (Euler), clip_sample, clip_sample_range (Heun), and for
+/// DPM-Solver++ and UniPC use_flow_sigmas with flow_shift (and UniPC's shift_terminal, time_shift_type):
+/// dpm_solver_flow_sigmas / unipc_flow_sigmas, prediction_type flow_prediction allowed. Keys with values
+/// diffuse does not implement (learned variances, use_dynamic_shifting, which needs μ) are errors;
 /// rescale_betas_zero_snr rescales the schedule, whose σ table then ends at ᾱ = 2^−24 as diffusers'
 /// (training_sigmas); keys that only concern other classes are ignored. EDMEulerScheduler and
 /// EDMDPMSolverMultistepScheduler read sigma_min, sigma_max, sigma_data, sigma_schedule, rho,
@@ -271,6 +313,7 @@ inline any_solver solver_from_config(const std::string& text, int steps, const s
           "(flow_mu_from_config gives mu from the image sequence length)");
     return flow_solver_from_config(text, steps, std::nullopt, origin);
   }
+  if (cls == "FlowMatchHeunDiscreteScheduler") return flow_heun_solver_from_config(text, steps, origin);
   if (cls == "EDMEulerScheduler" || cls == "EDMDPMSolverMultistepScheduler") return detail::edm_solver_from_config(read, cls, steps);
   if (cls == "LCMScheduler") return detail::lcm_solver_from_config(read, steps);
   const bool dpm = cls == "DPMSolverMultistepScheduler", unipc = cls == "UniPCMultistepScheduler";
@@ -282,9 +325,11 @@ inline any_solver solver_from_config(const std::string& text, int steps, const s
 
   // The training schedule, read exactly as scheduler_config reads it; the class's own defaults below.
   const std::string pred = text_of("prediction_type", "epsilon");
-  if (pred == "flow_prediction")
-    bad(detail::cat("prediction_type \"flow_prediction\" with _class_name ", cls, " is not supported; expected epsilon, sample or "
-                    "v_prediction, or a FlowMatchEulerDiscreteScheduler config for a flow-matching model"));
+  const bool flow_sigmas = (dpm || unipc) && flag("use_flow_sigmas", false);
+  if (pred == "flow_prediction" && !flow_sigmas)
+    bad(detail::cat("prediction_type \"flow_prediction\" with _class_name ", cls, " is not supported",
+                    dpm || unipc ? " without use_flow_sigmas = true" : "", "; expected epsilon, sample or v_prediction",
+                    dpm || unipc ? ", use_flow_sigmas = true" : "", ", or a FlowMatchEulerDiscreteScheduler config for a flow-matching model"));
   const scheduler_config base = scheduler_config::from_json(text, origin);
   if (heun && flag("rescale_betas_zero_snr", false)) bad("rescale_betas_zero_snr is not a key of HeunDiscreteScheduler; expected it absent");
   const prediction_type prediction = parse_prediction_type(pred);
@@ -306,9 +351,25 @@ inline any_solver solver_from_config(const std::string& text, int steps, const s
     else if (fin == "sigma_min") so.final_type = final_sigma::sigma_min;
     else bad(detail::cat("final_sigmas_type \"", fin, "\" is unknown; expected zero or sigma_min"));
   }
-  if (dpm || unipc) {
-    refuse_if(flag("use_flow_sigmas", false), "use_flow_sigmas = true");
-    refuse_if(flag("use_dynamic_shifting", false), "use_dynamic_shifting = true");
+  // Flow sigmas (use_flow_sigmas): the grid replaces the timestep spacing, which diffusers then ignores.
+  multistep_flow_options flow_opts;
+  if (flow_sigmas) {
+    if (so.kind != sigma_kind::timesteps)
+      bad("use_flow_sigmas = true with Karras / exponential / beta / Lu sigmas is not supported (diffusers builds VP sigmas then and "
+          "converts them as flow sigmas); expected only use_flow_sigmas");
+    if (flag("use_dynamic_shifting", false))
+      bad("use_dynamic_shifting = true needs mu, which the config does not hold; expected the solver built from "
+          "dpm_solver_flow_sigmas / unipc_flow_sigmas(schedule, steps, {.mu = ...})");
+    flow_opts.flow_shift = number("flow_shift", 1.0);
+    flow_opts.final_type = so.final_type;
+    if (unipc) {
+      if (const double st = number("shift_terminal", 0.0); st != 0.0) flow_opts.shift_terminal = st;
+      const std::string shift_type = text_of("time_shift_type", "exponential");
+      if (shift_type == "linear") flow_opts.time_shift_type = flow_time_shift_type::linear;
+      else if (shift_type != "exponential") bad(detail::cat("time_shift_type \"", shift_type, "\" is unknown; expected exponential or linear"));
+    }
+  } else if (dpm || unipc) {
+    refuse_if(flag("use_dynamic_shifting", false), "use_dynamic_shifting = true without use_flow_sigmas");
   }
 
   if (dpm) {
@@ -331,6 +392,7 @@ inline any_solver solver_from_config(const std::string& text, int steps, const s
       o.threshold = dynamic_threshold{number("dynamic_thresholding_ratio", 0.995), number("sample_max_value", 1.0)};
     if (has("variance_type")) bad("variance_type (a learned variance) is not supported by DPM-Solver++ here; expected null");
     if (has("lambda_min_clipped")) so.lambda_min_clipped = number("lambda_min_clipped", -HUGE_VAL);
+    if (flow_sigmas) return dpm_solver_sampler(dpm_solver_flow_sigmas(base.schedule, steps, flow_opts), o);
     return dpm_solver_sampler(base.schedule, steps, so, o);
   }
   if (unipc) {
@@ -354,6 +416,7 @@ inline any_solver solver_from_config(const std::string& text, int steps, const s
     }
     refuse_if(has("sigma_min") || has("sigma_max"), "UniPC's sigma_min / sigma_max");
     refuse_if(has("solver_p"), "solver_p");
+    if (flow_sigmas) return unipc_sampler(unipc_flow_sigmas(base.schedule, steps, flow_opts), std::move(o));
     return unipc_sampler(base.schedule, steps, so, std::move(o));
   }
   if (euler || heun || ancestral) {

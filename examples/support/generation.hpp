@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <optional>
 #include <stdexcept>
@@ -29,6 +30,8 @@
 #include "diffuse/samplers/dpm_solver.hpp"
 #include "diffuse/samplers/euler.hpp"
 #include "diffuse/samplers/flow_euler.hpp"
+#include "diffuse/samplers/flow_heun.hpp"
+#include "diffuse/samplers/flow_sigmas.hpp"
 #include "diffuse/samplers/from_config.hpp"
 #include "diffuse/samplers/heun.hpp"
 #include "diffuse/samplers/unipc.hpp"
@@ -49,8 +52,9 @@ struct generated {
 
 /// What --sampler accepts.
 inline constexpr const char* sampler_names =
-    "ddim, ddpm, dpm++2m, dpm++3m, sde-dpm++2m, unipc, euler, euler-a or heun; flow-euler for a flow-matching model "
-    "(default: ddim, or flow-euler for a FlowMatchEulerDiscreteScheduler model)";
+    "ddim, ddpm, dpm++2m, dpm++3m, sde-dpm++2m, unipc, euler, euler-a or heun; for a flow-matching model flow-euler, "
+    "flow-heun, or dpm++2m, dpm++3m and unipc on flow sigmas (default: ddim, or flow-euler for a FlowMatchEulerDiscreteScheduler "
+    "model)";
 
 /// Every command-line setting of generate and mpi_generate.
 struct settings {
@@ -133,6 +137,13 @@ inline const CLI::Validator finite_non_negative(
     },
     "NUMBER >= 0");
 
+/// The "shift" of a flow model's FlowMatchEulerDiscreteScheduler config (read after load_solver validated it).
+inline double flow_shift(const std::filesystem::path& dir) {
+  std::ifstream in(dir / "scheduler_config.json");
+  const auto j = nlohmann::json::parse(in);
+  return j.contains("shift") && j["shift"].is_number() ? j["shift"].get<double>() : 1.0;
+}
+
 /// --model: a folder, or the name of a shipped model (digits, fashion) found as the default one is.
 inline std::filesystem::path resolve_model_dir(const std::string& model) {
   if (model.empty()) return default_model_dir();
@@ -188,14 +199,17 @@ inline generated generate_digits(const settings& s, long first, long last) {
   const std::filesystem::path dir = resolve_model_dir(s.model_dir);
   auto net = diffuse::nn::unet2d<float>::load(dir);
   const auto sc = diffuse::scheduler_config::load(dir / "scheduler_config.json");
-  // A flow-matching model (FlowMatchEulerDiscreteScheduler) predicts a velocity: only flow-euler can use it.
+  // A flow-matching model (FlowMatchEulerDiscreteScheduler) predicts a velocity: the flow samplers, and the
+  // multistep solvers on flow sigmas, can use it; the VP-space samplers cannot.
   const bool flow = sc.prediction == diffuse::prediction_type::flow_prediction;
   const std::string sampler_name = !s.sampler.empty() ? s.sampler : flow ? "flow-euler" : "ddim";
-  if (flow && sampler_name != "flow-euler")
+  const bool flow_sampler = sampler_name == "flow-euler" || sampler_name == "flow-heun";
+  const bool on_flow_sigmas = sampler_name == "dpm++2m" || sampler_name == "dpm++3m" || sampler_name == "unipc";
+  if (flow && !flow_sampler && !on_flow_sigmas)
     usage_error("--sampler " + sampler_name + ": the model in " + dir.string() + " is a flow-matching model (" + sc.class_name +
-                "); expected --sampler flow-euler");
-  if (!flow && sampler_name == "flow-euler")
-    usage_error("--sampler flow-euler needs a flow-matching model (FlowMatchEulerDiscreteScheduler); the model in " + dir.string() +
+                "); expected --sampler flow-euler, flow-heun, or dpm++2m, dpm++3m or unipc on flow sigmas");
+  if (!flow && flow_sampler)
+    usage_error("--sampler " + sampler_name + " needs a flow-matching model (FlowMatchEulerDiscreteScheduler); the model in " + dir.string() +
                 " has " + (sc.class_name.empty() ? std::string("no _class_name") : sc.class_name));
   const auto& cfg = net.config();
   if (!net.class_conditional()) usage_error("the model in " + dir.string() + " is not class-conditional; expected the digits model");
@@ -298,6 +312,19 @@ inline generated generate_digits(const settings& s, long first, long last) {
   } else if (sampler_name == "ddpm") {
     diffuse::ddpm_sampler sampler(sc.schedule, timesteps, {.prediction = sc.prediction, .variance = sc.variance, .processing = sc.processing});
     run_all(sampler);
+  } else if (flow && on_flow_sigmas) {
+    // The flow model's own grid shift (FlowMatchEulerDiscreteScheduler's "shift", validated by load_solver)
+    // is the flow_shift of DPMSolverMultistepScheduler / UniPCMultistepScheduler with use_flow_sigmas.
+    (void)std::get<diffuse::flow_euler_sampler>(diffuse::load_solver(dir / "scheduler_config.json", steps));  // validates the config
+    const diffuse::multistep_flow_options fo{.flow_shift = flow_shift(dir)};
+    if (sampler_name == "unipc") {
+      diffuse::unipc_sampler solver(diffuse::unipc_flow_sigmas(sc.schedule, steps, fo), {.prediction = pred});
+      run_all(solver);
+    } else {
+      diffuse::dpm_solver_sampler solver(diffuse::dpm_solver_flow_sigmas(sc.schedule, steps, fo),
+                                         {.order = sampler_name == "dpm++3m" ? 3 : 2, .prediction = pred});
+      run_all(solver);
+    }
   } else if (sampler_name == "dpm++2m" || sampler_name == "dpm++3m" || sampler_name == "sde-dpm++2m") {
     diffuse::dpm_solver_sampler solver(sc.schedule, steps, sigmas,
                                        {.order = sampler_name == "dpm++3m" ? 3 : 2,
@@ -319,6 +346,10 @@ inline generated generate_digits(const settings& s, long first, long last) {
     run_all(solver);
   } else if (sampler_name == "flow-euler") {
     auto solver = std::get<diffuse::flow_euler_sampler>(diffuse::load_solver(dir / "scheduler_config.json", steps));
+    run_all(solver);
+  } else if (sampler_name == "flow-heun") {
+    (void)std::get<diffuse::flow_euler_sampler>(diffuse::load_solver(dir / "scheduler_config.json", steps));  // validates the config
+    diffuse::flow_heun_sampler solver(steps, {.num_train_timesteps = T, .shift = flow_shift(dir)});
     run_all(solver);
   } else {
     usage_error("--sampler " + sampler_name + " is unknown; expected " + std::string(sampler_names));

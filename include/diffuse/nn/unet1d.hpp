@@ -128,7 +128,17 @@ class unet1d {
   /// are left alone (a LeRobot file also holds the observation encoders).
   unet1d(unet1d_config config, const safetensors_file& weights) : cfg_(std::move(config)) {
     cfg_.validate();
-    build(weights);
+    detail::weight_reader r(weights);
+    build(r, &weights);
+  }
+
+  /// Builds the network for `config` with random parameters drawn from `seed` (benchmarks, tests).
+  static unet1d random(unet1d_config config, std::uint64_t seed) {
+    config.validate();
+    detail::weight_reader r(seed);
+    unet1d net(std::move(config));
+    net.build(r, nullptr);
+    return net;
   }
 
   /// The architecture.
@@ -210,9 +220,10 @@ class unet1d {
 
   // ---- loading ----------------------------------------------------------------------------
 
+  explicit unet1d(unet1d_config config) : cfg_(std::move(config)) {}
+
   struct reader {
-    detail::weight_reader r;
-    const safetensors_file& file;
+    detail::weight_reader& r;
     std::string prefix;
     std::set<std::string> read;
 
@@ -291,8 +302,8 @@ class unet1d {
     return b;
   }
 
-  void build(const safetensors_file& file) {
-    reader r{detail::weight_reader(file), file, cfg_.weight_prefix, {}};
+  void build(detail::weight_reader& weights, const safetensors_file* file) {
+    reader r{weights, cfg_.weight_prefix, {}};
     const auto& d = cfg_.down_dims;
     const int L = cfg_.levels(), E = cfg_.diffusion_step_embed_dim;
     const bool lerobot = cfg_.naming == unet1d_naming::lerobot;
@@ -322,18 +333,19 @@ class unet1d {
     }
     head_block_ = read_block(r, "final_conv.0", d[0], d[0], unet1d_config::final_groups);
     head_out_ = r.pointwise("final_conv.1", d[0], cfg_.input_dim);
+    parameters_ = r.r.values_read();
+    if (!file) return;
     // Every tensor under the prefix must be one the architecture has.
     std::vector<std::string> extra;
-    for (const auto& name : file.names())
+    for (const auto& name : file->names())
       if (name.rfind(cfg_.weight_prefix, 0) == 0 && !r.read.count(name)) extra.push_back(name);
     if (!extra.empty()) {
       std::string list;
       for (std::size_t i = 0; i < extra.size() && i < 5; ++i) list += (i ? ", \"" : "\"") + extra[i] + "\"";
       if (extra.size() > 5) list += diffuse::detail::cat(" and ", extra.size() - 5, " more");
-      diffuse::detail::fail(error_kind::model, "weights ", file.origin(), " hold ", extra.size(), " tensor(s) the 1-D UNet does not have (", list,
+      diffuse::detail::fail(error_kind::model, "weights ", file->origin(), " hold ", extra.size(), " tensor(s) the 1-D UNet does not have (", list,
                             "); expected a checkpoint of the architecture the config describes");
     }
-    parameters_ = r.r.values_read();
   }
 
   // ---- forward ----------------------------------------------------------------------------

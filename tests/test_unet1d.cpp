@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -123,6 +124,22 @@ TEST_CASE("unet1d: every module's output matches the reference's, in double") {
     CHECK(compared == recorded - (local ? 1 : 0));
     CHECK(test::worst_relative(out, c.expected, 1e-10) <= 1.0);
   }
+}
+
+// tools/convert_diffusion_policy.py on a workspace-shaped checkpoint (tools/check_convert_diffusion_policy.py,
+// run by ctest first): the converted folder computes what the fixture's reference did.
+TEST_CASE("unet1d: a converted Diffusion Policy checkpoint matches the reference") {
+  const char* dir = std::getenv("DIFFUSE_CONVERTED_UNET1D");
+  if (!dir) {
+    MESSAGE("DIFFUSE_CONVERTED_UNET1D not set (ctest's unet1d_converted_parity sets it); skipped");
+    return;
+  }
+  auto net = unet1d<double>::load(dir);
+  CHECK(net.config().n_groups == 4);
+  auto c = read_case<double>(kDir / "film_local");
+  std::vector<double> out(c.expected.size());
+  net.forward(c.x, c.n, c.horizon, c.timesteps, c.global, c.local, out);
+  CHECK(test::worst_relative(out, c.expected, 1e-10) <= 1.0);
 }
 
 TEST_CASE("unet1d: a LeRobot policy folder's config, architecture and weights") {

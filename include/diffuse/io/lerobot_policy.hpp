@@ -31,6 +31,7 @@
 #include "diffuse/detail/read_file.hpp"
 #include "diffuse/error.hpp"
 #include "diffuse/io/safetensors.hpp"
+#include "diffuse/io/scheduler_config.hpp"
 #include "diffuse/nn/unet1d_config.hpp"
 
 namespace diffuse {
@@ -73,6 +74,18 @@ struct lerobot_diffusion_config {
   int global_cond_dim() const;
   /// The denoiser's architecture, with LeRobot's weight names under "diffusion.unet.".
   unet1d_config unet() const;
+  /// The noise scheduler LeRobot builds (DDPMScheduler or DDIMScheduler with num_train_timesteps,
+  /// beta_start, beta_end, beta_schedule, clip_sample, clip_sample_range and prediction_type, diffusers'
+  /// defaults otherwise: leading spacing, fixed_small variance, set_alpha_to_one).
+  scheduler_config scheduler() const {
+    nlohmann::json j{{"_class_name", noise_scheduler_type == "DDIM" ? "DDIMScheduler" : "DDPMScheduler"},
+                     {"num_train_timesteps", num_train_timesteps}, {"beta_start", beta_start}, {"beta_end", beta_end},
+                     {"beta_schedule", beta_schedule}, {"clip_sample", clip_sample}, {"clip_sample_range", clip_sample_range},
+                     {"prediction_type", prediction_type}};
+    return scheduler_config::from_json(j.dump(), "the LeRobot config's noise scheduler");
+  }
+  /// Denoising steps at inference: num_inference_steps, or num_train_timesteps when it is null.
+  int inference_steps() const { return num_inference_steps > 0 ? num_inference_steps : num_train_timesteps; }
   /// Parses config.json text. \throws diffuse::error (model) for unknown keys, values of the wrong type,
   /// unsupported values or a horizon LeRobot itself refuses.
   static lerobot_diffusion_config from_json(const std::string& text, const std::string& origin = "config.json");

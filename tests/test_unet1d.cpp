@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "diffuse/ddpm.hpp"
+#include "diffuse/diffusers_exact.hpp"
 #include "diffuse/nn/unet1d.hpp"
 #include "support.hpp"
 
@@ -237,6 +238,54 @@ TEST_CASE("unet1d drives the samplers as a Denoiser conditioned on global_cond")
   for (float v : actions) {
     REQUIRE(std::isfinite(v));
     CHECK(std::abs(v) <= 1.0f);  // the last step returns the clipped x̂0
+  }
+}
+
+// The whole chain: LeRobot's conditional_sample with diffusers' DDPMScheduler (100 steps) and
+// DDIMScheduler (10 steps) on the lerobot_unet weights, from the same initial noise and (DDPM) the same
+// per-step noise, against diffuse's samplers built from the folder's config (float32 tables as diffusers
+// holds them: diffusers_float32_schedule). Tolerance 2e-5 relative (SPEC §11 form; measured 2.6e-6):
+// each step feeds the UNet's float32 rounding differences (parity above: below 1e-6) back into the next
+// input, and diffusers evaluates the step coefficients in float32 where diffuse uses double.
+TEST_CASE("unet1d: an action chunk from diffuse's DDPM and DDIM loops equals LeRobot's with diffusers' schedulers") {
+  auto net = unet1d<float>::load(kDir / "lerobot_policy");
+  const auto cfg = diffuse::lerobot_diffusion_config::load(kDir / "lerobot_policy" / "config.json");
+  auto ref = diffuse::safetensors_file::load(kDir / "lerobot_sampling.safetensors");
+  const auto cond = ref.read<float>("global_cond");
+  const int n = 2, horizon = cfg.horizon, D = cfg.action_dim();
+  const diffuse::sample_shape shape{n, horizon, D};
+  auto model = net.conditioned(horizon, cond);
+  const auto sc = cfg.scheduler();
+  const auto tables = diffuse::diffusers_float32_schedule(sc.schedule);
+  {  // DDPM: the step's noise given, as diffusers drew it
+    diffuse::ddpm_sampler sampler(tables, sc.timesteps(cfg.inference_steps()),
+                                  {.prediction = sc.prediction, .variance = sc.variance, .processing = sc.processing});
+    REQUIRE(sampler.num_steps() == 100);
+    const auto step_noise = ref.read<float>("ddpm_step_noise");
+    REQUIRE(step_noise.size() == 99 * shape.numel());
+    auto x = ref.read<float>("noise");
+    std::vector<float> out(x.size()), next(x.size());
+    for (int k = 0; k < sampler.num_steps(); ++k) {
+      model(x, sampler.timestep(k), out);
+      std::span<const float> z;
+      if (sampler.adds_noise(k)) z = std::span<const float>(step_noise).subspan(static_cast<std::size_t>(k) * shape.numel(), shape.numel());
+      sampler.step<float>(k, {.x_t = x, .model_output = out, .noise = z, .x_prev = next}, shape);
+      std::swap(x, next);
+    }
+    const double w = test::worst_relative(x, ref.read<float>("ddpm_actions"), 2e-5);
+    MESSAGE("DDPM 100 steps: worst error / tolerance " << w);
+    CHECK(w <= 1.0);
+  }
+  {  // DDIM, η = 0: the initial noise only
+    diffuse::ddim_sampler sampler(tables, sc.timesteps(10), {.prediction = sc.prediction, .processing = sc.processing});
+    std::vector<int> expected_t;
+    for (double t : ref.read<double>("ddim_timesteps")) expected_t.push_back(static_cast<int>(t));
+    for (int k = 0; k < sampler.num_steps(); ++k) CHECK(sampler.timestep(k) == expected_t[k]);
+    auto x = ref.read<float>("noise");
+    diffuse::sample(sampler, model, std::span<float>(x), shape);
+    const double w = test::worst_relative(x, ref.read<float>("ddim_actions"), 2e-5);
+    MESSAGE("DDIM 10 steps: worst error / tolerance " << w);
+    CHECK(w <= 1.0);
   }
 }
 

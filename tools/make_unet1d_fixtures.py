@@ -4,7 +4,7 @@
 Runs the reference modules themselves, unchanged, from checkouts given on the command line:
 
   /usr/bin/python3 tools/make_unet1d_fixtures.py --diffusion-policy DP_CHECKOUT --lerobot LEROBOT_CHECKOUT \
-      [--dp-commit SHA] [--lerobot-commit SHA]
+      [--diffusers DIFFUSERS_CHECKOUT] [--dp-commit SHA] [--lerobot-commit SHA] [--diffusers-commit SHA]
 
 - DP_CHECKOUT/diffusion_policy/model/diffusion/{conditional_unet1d,conv1d_components,positional_embedding}.py
   (ConditionalUnet1D);
@@ -165,7 +165,7 @@ def load_lerobot(checkout):
     pipe.PolicyProcessorPipeline, pipe.RobotObservation = object, dict
     sys.modules["lerobot.processor.pipeline"] = pipe
     norm = load_file("lerobot.processor.normalize_processor", os.path.join(src, "processor", "normalize_processor.py"))
-    return modeling.DiffusionConditionalUnet1d, norm, ctypes_
+    return modeling, norm, ctypes_
 
 
 # ---------------------------------------------------------------------------------------------
@@ -281,11 +281,14 @@ def main():
     ap.add_argument("--lerobot", required=True, help="a checkout of the lerobot repository")
     ap.add_argument("--dp-commit")
     ap.add_argument("--lerobot-commit")
+    ap.add_argument("--diffusers", help="a checkout of the diffusers repository: adds the end-to-end sampling fixture")
+    ap.add_argument("--diffusers-commit")
     a = ap.parse_args()
     dp_commit = commit_of(a.diffusion_policy, a.dp_commit)
     lr_commit = commit_of(a.lerobot, a.lerobot_commit)
     ConditionalUnet1D = load_diffusion_policy(a.diffusion_policy)
-    LeRobotUnet, norm, lr_types = load_lerobot(a.lerobot)
+    modeling, norm, lr_types = load_lerobot(a.lerobot)
+    LeRobotUnet = modeling.DiffusionConditionalUnet1d
     os.makedirs(FIXTURES, exist_ok=True)
     for seed, (name, case) in enumerate(DP_CASES.items()):
         cfg = case["cfg"]
@@ -307,7 +310,11 @@ def main():
                                       cond_predict_scale=lr["use_film_scale_modulation"], _class_name="ConditionalUnet1D"),
                                  batch=2, horizon=lr["horizon"], timesteps=[3, 77], seed=200, lerobot=True)
     write_lerobot_folder(lr, gcd, state, io, norm, lr_types)
-    write_provenance(dp_commit, lr_commit)
+    df_commit = None
+    if a.diffusers:
+        df_commit = commit_of(a.diffusers, a.diffusers_commit)
+        write_sampling(a.diffusers, modeling, model, lr, gcd)
+    write_provenance(dp_commit, lr_commit, df_commit)
 
 
 def write_lerobot_folder(lr, gcd, state, io, norm, lr_types):
@@ -387,7 +394,107 @@ def write_lerobot_folder(lr, gcd, state, io, norm, lr_types):
         "action": act, "action_normalised": act_norm, "action_unnormalised": act_un})
 
 
-def write_provenance(dp_commit, lr_commit):
+def load_diffusers_schedulers(checkout):
+    """diffusers' DDPMScheduler and DDIMScheduler modules, loaded unchanged; their package imports stubbed:
+    ConfigMixin / register_to_config (the constructor's arguments, defaults included, as self.config),
+    BaseOutput (a plain base of the output dataclasses), SchedulerMixin, KarrasDiffusionSchedulers, and
+    randn_tensor, which draws from a queue the caller fills (the DDPM step's noise)."""
+    import enum
+    import inspect
+    src = os.path.join(checkout, "src", "diffusers")
+    package("diffusers", src)
+    package("diffusers.schedulers", os.path.join(src, "schedulers"))
+    cu = types.ModuleType("diffusers.configuration_utils")
+
+    class ConfigMixin:
+        def register_to_config(self, **kw):
+            for k, v in kw.items():
+                setattr(self.config, k, v)
+
+    def register_to_config(init):
+        sig = inspect.signature(init)
+
+        def wrapper(self, *args, **kwargs):
+            bound = sig.bind(self, *args, **kwargs)
+            bound.apply_defaults()
+            self.config = types.SimpleNamespace(**{k: v for k, v in bound.arguments.items() if k != "self"})
+            init(self, *args, **kwargs)
+        return wrapper
+
+    cu.ConfigMixin, cu.register_to_config = ConfigMixin, register_to_config
+    sys.modules["diffusers.configuration_utils"] = cu
+    utils = package("diffusers.utils")
+
+    class BaseOutput:
+        pass
+
+    utils.BaseOutput = BaseOutput
+    tu = types.ModuleType("diffusers.utils.torch_utils")
+    queue = []
+
+    def randn_tensor(shape, generator=None, device=None, dtype=None, **kw):
+        t = queue.pop(0)
+        assert tuple(t.shape) == tuple(shape), (t.shape, shape)
+        return t.to(dtype)
+
+    tu.randn_tensor = randn_tensor
+    sys.modules["diffusers.utils.torch_utils"] = tu
+    su = types.ModuleType("diffusers.schedulers.scheduling_utils")
+
+    class KarrasDiffusionSchedulers(enum.Enum):
+        DDIMScheduler = 1
+        DDPMScheduler = 2
+
+    class SchedulerMixin:
+        pass
+
+    su.KarrasDiffusionSchedulers, su.SchedulerMixin = KarrasDiffusionSchedulers, SchedulerMixin
+    sys.modules["diffusers.schedulers.scheduling_utils"] = su
+    ddpm = load_file("diffusers.schedulers.scheduling_ddpm", os.path.join(src, "schedulers", "scheduling_ddpm.py"))
+    ddim = load_file("diffusers.schedulers.scheduling_ddim", os.path.join(src, "schedulers", "scheduling_ddim.py"))
+    return ddpm.DDPMScheduler, ddim.DDIMScheduler, queue
+
+
+def write_sampling(checkout, modeling, unet, lr, gcd):
+    """An action chunk from LeRobot's DiffusionModel.conditional_sample, run unchanged on the fixture UNet
+    with diffusers' DDPMScheduler (LeRobot's defaults: squaredcos_cap_v2, 100 steps, epsilon,
+    clip_sample ±1) and DDIMScheduler (10 steps), given the initial noise and, for DDPM, every step's
+    noise; float32."""
+    DDPMScheduler, DDIMScheduler, queue = load_diffusers_schedulers(checkout)
+    modeling.get_device_from_parameters = lambda m: next(iter(m.parameters())).device
+    modeling.get_dtype_from_parameters = lambda m: next(iter(m.parameters())).dtype
+    torch.set_default_dtype(torch.float32)
+    unet = unet.float().eval()
+    kwargs = dict(num_train_timesteps=100, beta_start=0.0001, beta_end=0.02, beta_schedule="squaredcos_cap_v2",
+                  clip_sample=True, clip_sample_range=1.0, prediction_type="epsilon")
+    g = torch.Generator().manual_seed(31)
+    batch = 2
+    shape = (batch, lr["horizon"], lr["action_dim"])
+    noise = torch.randn(*shape, generator=g)
+    cond = torch.randn(batch, gcd, generator=g)
+    out = {"noise": noise, "global_cond": cond}
+    for name, cls, steps in (("ddpm", DDPMScheduler, 100), ("ddim", DDIMScheduler, 10)):
+        m = modeling.DiffusionModel.__new__(modeling.DiffusionModel)
+        torch.nn.Module.__init__(m)
+        m.unet = unet
+        m.noise_scheduler = cls(**kwargs)
+        m.num_inference_steps = steps
+        m.config = types.SimpleNamespace(horizon=lr["horizon"], action_feature=types.SimpleNamespace(shape=(lr["action_dim"],)))
+        step_noise = torch.randn(steps, *shape, generator=g)
+        queue.clear()
+        queue.extend(step_noise[k] for k in range(steps))
+        with torch.no_grad():
+            actions = m.conditional_sample(batch, global_cond=cond, noise=noise.clone())
+        used = steps - len(queue)
+        if name == "ddpm":
+            out["ddpm_step_noise"] = step_noise[:used]
+        out[name + "_actions"] = actions
+        out[name + "_timesteps"] = m.noise_scheduler.timesteps.to(torch.float64).numpy()
+        print(name, "timesteps", m.noise_scheduler.timesteps[:4].tolist(), "...", "noise draws", used)
+    save_safetensors(os.path.join(FIXTURES, "lerobot_sampling.safetensors"), out)
+
+
+def write_provenance(dp_commit, lr_commit, df_commit=None):
     text = f"""Fixtures for tests/test_unet1d.cpp, written by tools/make_unet1d_fixtures.py with /usr/bin/python3 and
 Debian's python3-torch {torch.__version__}, from the reference implementations run unchanged:
 
@@ -416,6 +523,16 @@ PolicyProcessorPipeline.save_pretrained produce (config.json, model.safetensors 
 "diffusion.unet.", policy_preprocessor.json / policy_postprocessor.json with their normaliser state files);
 those save functions need draccus and huggingface_hub, which are not installed, so the files are
 written by this script from the state dicts and get_config() of the reference classes.
+"""
+    if df_commit:
+        text += f"""
+lerobot_sampling.safetensors: action chunks from LeRobot's DiffusionModel.conditional_sample (the method
+itself, on an object holding the lerobot_unet/ UNet) with huggingface/diffusers at commit {df_commit}:
+src/diffusers/schedulers/scheduling_ddpm.py (DDPMScheduler, 100 steps) and scheduling_ddim.py
+(DDIMScheduler, 10 steps), LeRobot's scheduler arguments (squaredcos_cap_v2, 100 training steps, epsilon,
+clip_sample 1.0), float32. The schedulers' package imports are stubbed (ConfigMixin / register_to_config
+record the constructor's arguments with their defaults; randn_tensor returns the stored per-step
+noise, "ddpm_step_noise", in order); the initial noise is "noise".
 """
     with open(os.path.join(FIXTURES, "PROVENANCE"), "w") as f:
         f.write(text)

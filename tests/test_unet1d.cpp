@@ -187,6 +187,29 @@ TEST_CASE("unet1d: LeRobot normalisation statistics, MIN_MAX and MEAN_STD, norma
   test::check_error([&] { norm.normalize("observation.images.top", odd); }, {"[diffuse.argument]", "no normalisation entry"});
 }
 
+// LeRobot releases before the processor pipelines: statistics in model.safetensors, and their own
+// formulas (Normalize / Unnormalize of src/lerobot/policies/normalize.py); same tolerance as above.
+TEST_CASE("unet1d: LeRobot's earlier normalisation, statistics in the state dict") {
+  auto norm = diffuse::policy_normalizer<float>::load(kDir / "lerobot_policy_legacy");
+  CHECK(norm.legacy());
+  auto ref = diffuse::safetensors_file::load(kDir / "lerobot_normalisation_legacy.safetensors");
+  auto check = [&](const std::string& feature, const char* in, const char* expected, bool inverse) {
+    auto v = ref.read<float>(in);
+    if (inverse) norm.unnormalize(feature, v);
+    else norm.normalize(feature, v);
+    CHECK(test::worst_relative(v, ref.read<float>(expected), 2.4e-7) <= 1.0);
+  };
+  check("observation.state", "state", "state_normalised", false);
+  check("observation.environment_state", "env", "env_normalised", false);
+  check("action", "action", "action_normalised", false);  // max == min in one dimension: divided by 1e-8
+  check("action", "action", "action_unnormalised", true);
+  const fs::path dir = fs::temp_directory_path() / "diffuse_test_unet1d_no_stats";
+  fs::create_directories(dir);
+  fs::copy_file(kDir / "lerobot_policy" / "config.json", dir / "config.json", fs::copy_options::overwrite_existing);
+  test::check_error([&] { diffuse::policy_normalizer<float>::load(dir); }, {"[diffuse.io]", "no policy_preprocessor.json"});
+  fs::remove_all(dir);
+}
+
 TEST_CASE_TEMPLATE("unet1d: same bits for any batch split and thread count", S, float, double) {
   auto net = unet1d<S>::load(kDir / "film_local");
   net.set_serial_threshold(0);  // the small fixture would otherwise run on one thread whatever the team
@@ -231,7 +254,7 @@ TEST_CASE("unet1d drives the samplers as a Denoiser conditioned on global_cond")
   auto schedule = diffuse::noise_schedule::cosine(100);
   diffuse::ddpm_sampler sampler(schedule, diffuse::make_timesteps(100, 10, diffuse::timestep_spacing::leading),
                                 {.prediction = diffuse::prediction_type::epsilon, .processing = {.clip_range = 1.0}});
-  diffuse::sample_shape shape{n, horizon, D};
+  diffuse::sample_shape shape{static_cast<std::size_t>(n), static_cast<std::size_t>(horizon), static_cast<std::size_t>(D)};
   std::vector<float> actions(shape.numel());
   diffuse::fill_initial_noise<float>(actions, shape, 5);
   diffuse::sample(sampler, model, std::span<float>(actions), shape, {.seed = 5});
@@ -253,7 +276,7 @@ TEST_CASE("unet1d: an action chunk from diffuse's DDPM and DDIM loops equals LeR
   auto ref = diffuse::safetensors_file::load(kDir / "lerobot_sampling.safetensors");
   const auto cond = ref.read<float>("global_cond");
   const int n = 2, horizon = cfg.horizon, D = cfg.action_dim();
-  const diffuse::sample_shape shape{n, horizon, D};
+  const diffuse::sample_shape shape{static_cast<std::size_t>(n), static_cast<std::size_t>(horizon), static_cast<std::size_t>(D)};
   auto model = net.conditioned(horizon, cond);
   const auto sc = cfg.scheduler();
   const auto tables = diffuse::diffusers_float32_schedule(sc.schedule);

@@ -283,6 +283,9 @@ def main():
     ap.add_argument("--lerobot-commit")
     ap.add_argument("--diffusers", help="a checkout of the diffusers repository: adds the end-to-end sampling fixture")
     ap.add_argument("--diffusers-commit")
+    ap.add_argument("--lerobot-legacy-normalize", help="src/lerobot/policies/normalize.py of a LeRobot release from before "
+                    "the processor pipelines (statistics in model.safetensors): adds lerobot_policy_legacy/")
+    ap.add_argument("--lerobot-legacy-commit")
     a = ap.parse_args()
     dp_commit = commit_of(a.diffusion_policy, a.dp_commit)
     lr_commit = commit_of(a.lerobot, a.lerobot_commit)
@@ -314,7 +317,11 @@ def main():
     if a.diffusers:
         df_commit = commit_of(a.diffusers, a.diffusers_commit)
         write_sampling(a.diffusers, modeling, model, lr, gcd)
-    write_provenance(dp_commit, lr_commit, df_commit)
+    legacy_commit = None
+    if a.lerobot_legacy_normalize:
+        legacy_commit = a.lerobot_legacy_commit or "(not given)"
+        write_legacy_normalisation(a.lerobot_legacy_normalize, lr_types)
+    write_provenance(dp_commit, lr_commit, df_commit, legacy_commit)
 
 
 def write_lerobot_folder(lr, gcd, state, io, norm, lr_types):
@@ -494,7 +501,57 @@ def write_sampling(checkout, modeling, unet, lr, gcd):
     save_safetensors(os.path.join(FIXTURES, "lerobot_sampling.safetensors"), out)
 
 
-def write_provenance(dp_commit, lr_commit, df_commit=None):
+def legacy_stats(lr):
+    """Dataset statistics as LeRobot computes them: min, max, mean and std of every feature."""
+    g = np.random.default_rng(8)
+    out = {}
+    for key, dim in (("observation.state", lr["state_dim"]), ("observation.environment_state", lr["env_dim"]), ("action", lr["action_dim"])):
+        lo = g.normal(size=dim).astype(np.float32)
+        out[key] = {"min": lo, "max": lo + g.uniform(0.5, 2, dim).astype(np.float32), "mean": g.normal(size=dim).astype(np.float32),
+                    "std": g.uniform(0.1, 3, dim).astype(np.float32)}
+    out["action"]["max"][1] = out["action"]["min"][1]  # a constant action dimension: max == min
+    return out
+
+
+def write_legacy_normalisation(path, lr_types):
+    """LeRobot before its processor pipelines kept the statistics in the policy's state dict
+    (normalize_inputs / normalize_targets / unnormalize_outputs, "buffer_<feature with _>.<stat>") and
+    normalised with its Normalize / Unnormalize modules (src/lerobot/policies/normalize.py, loaded from
+    `path` unchanged: it imports only torch and lerobot.configs.types). Writes lerobot_policy_legacy/ with
+    the same config.json as lerobot_policy/ and a model.safetensors holding those buffers only (the
+    UNet's tensors are in lerobot_policy/), and the modules' outputs."""
+    legacy = load_file("lerobot_legacy_normalize", path)
+    FT, NM, PF = lr_types.FeatureType, lr_types.NormalizationMode, lr_types.PolicyFeature
+    lr = dict(action_dim=2, state_dim=3, env_dim=2)
+    feats_in = {"observation.state": PF(FT.STATE, (3,)), "observation.environment_state": PF(FT.ENV, (2,))}
+    feats_out = {"action": PF(FT.ACTION, (2,))}
+    norm_map = {"VISUAL": NM.MEAN_STD, "STATE": NM.MIN_MAX, "ENV": NM.MEAN_STD, "ACTION": NM.MIN_MAX}
+    stats = {k: {s: torch.from_numpy(v) for s, v in d.items()} for k, d in legacy_stats(lr).items()}
+    norm_in = legacy.Normalize(feats_in, norm_map, stats)
+    norm_t = legacy.Normalize(feats_out, norm_map, stats)
+    unnorm = legacy.Unnormalize(feats_out, norm_map, stats)
+    state = {}
+    for prefix, m in (("normalize_inputs.", norm_in), ("normalize_targets.", norm_t), ("unnormalize_outputs.", unnorm)):
+        state.update({prefix + k: v for k, v in m.state_dict().items()})
+    out = os.path.join(FIXTURES, "lerobot_policy_legacy")
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(FIXTURES, "lerobot_policy", "config.json")) as f:
+        config = f.read()
+    with open(os.path.join(out, "config.json"), "w") as f:
+        f.write(config)
+    save_safetensors(os.path.join(out, "model.safetensors"), state)
+    gen = torch.Generator().manual_seed(12)
+    raw = {"observation.state": torch.randn(2, 3, generator=gen) * 2, "observation.environment_state": torch.randn(2, 2, generator=gen) * 2}
+    normed = norm_in(raw)
+    act = torch.rand(2, 4, 2, generator=gen) * 2 - 1
+    save_safetensors(os.path.join(FIXTURES, "lerobot_normalisation_legacy.safetensors"), {
+        "state": raw["observation.state"], "state_normalised": normed["observation.state"],
+        "env": raw["observation.environment_state"], "env_normalised": normed["observation.environment_state"],
+        "action": act, "action_normalised": norm_t({"action": act})["action"],
+        "action_unnormalised": unnorm({"action": act})["action"]})
+
+
+def write_provenance(dp_commit, lr_commit, df_commit=None, legacy_commit=None):
     text = f"""Fixtures for tests/test_unet1d.cpp, written by tools/make_unet1d_fixtures.py with /usr/bin/python3 and
 Debian's python3-torch {torch.__version__}, from the reference implementations run unchanged:
 
@@ -533,6 +590,14 @@ src/diffusers/schedulers/scheduling_ddpm.py (DDPMScheduler, 100 steps) and sched
 clip_sample 1.0), float32. The schedulers' package imports are stubbed (ConfigMixin / register_to_config
 record the constructor's arguments with their defaults; randn_tensor returns the stored per-step
 noise, "ddpm_step_noise", in order); the initial noise is "noise".
+"""
+    if legacy_commit:
+        text += f"""
+lerobot_policy_legacy/ and lerobot_normalisation_legacy.safetensors: the statistics as LeRobot kept them
+before its processor pipelines, in the policy's state dict (normalize_inputs / normalize_targets /
+unnormalize_outputs buffers), and the outputs of its Normalize / Unnormalize modules:
+src/lerobot/policies/normalize.py of huggingface/lerobot at commit {legacy_commit}, loaded unchanged.
+The folder's model.safetensors holds only those buffers (the UNet's weights are in lerobot_policy/).
 """
     with open(os.path.join(FIXTURES, "PROVENANCE"), "w") as f:
         f.write(text)

@@ -31,7 +31,7 @@ int main(int argc, char** argv) {
   const auto sc = config.scheduler();
   diffuse::ddpm_sampler sampler(sc.schedule, sc.timesteps(config.inference_steps()),
                                 {.prediction = sc.prediction, .variance = sc.variance, .processing = sc.processing});
-  const diffuse::sample_shape shape{1, config.horizon, config.action_dim()};  // (batch, horizon, action)
+  const diffuse::sample_shape shape{1, static_cast<std::size_t>(config.horizon), static_cast<std::size_t>(config.action_dim())};
   std::vector<float> actions(shape.numel());
   diffuse::fill_initial_noise<float>(actions, shape, /*seed=*/7);
   diffuse::sample(sampler, net.conditioned(config.horizon, cond), std::span<float>(actions), shape, {.seed = 7});

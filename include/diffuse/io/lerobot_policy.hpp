@@ -175,6 +175,7 @@ inline lerobot_diffusion_config lerobot_diffusion_config::from_json(const std::s
       list += list.empty() ? std::string("\"") + a + "\"" : std::string(", \"") + a + "\"";
     }
     bad(cat("\"", k, "\" is \"", s, "\", which is not supported; expected one of ", list));
+    return s;  // not reached: bad() throws
   };
   bool have_inputs = false, have_outputs = false;
   for (auto it = j.begin(); it != j.end(); ++it) {
@@ -270,15 +271,24 @@ class policy_normalizer {
   };
 
   /// Reads the statistics of a LeRobot policy folder: the normaliser step of policy_preprocessor.json
-  /// and its state file; the modes from the step's norm_map.
+  /// and its state file, the modes from the step's norm_map; without policy_preprocessor.json, the
+  /// statistics older releases kept in model.safetensors (load_legacy).
   /// \throws diffuse::error (io) when the files are missing; (model) when a statistic a mode needs is
   ///         absent, of the wrong length or not finite.
   static policy_normalizer load(const std::filesystem::path& folder) {
     namespace fs = std::filesystem;
     using detail::cat;
     const fs::path pre = folder / "policy_preprocessor.json";
-    if (!fs::exists(pre))
-      detail::fail(error_kind::io, folder.string(), " has no policy_preprocessor.json; expected LeRobot's processor pipeline with the normalisation statistics");
+    if (!fs::exists(pre)) {
+      if (fs::exists(folder / "model.safetensors") && fs::exists(folder / "config.json")) {
+        const auto weights = safetensors_file::load(folder / "model.safetensors");
+        for (const auto& name : weights.names())
+          if (name.rfind("normalize_inputs.buffer_", 0) == 0) return load_legacy(lerobot_diffusion_config::load(folder / "config.json"), weights);
+      }
+      detail::fail(error_kind::io, folder.string(), " has no policy_preprocessor.json and its model.safetensors no normalize_inputs buffers; expected "
+                   "LeRobot's processor pipeline with the normalisation statistics (or, from LeRobot releases before it, the statistics in the "
+                   "policy's state dict)");
+    }
     auto bad = [&](const std::string& s) { detail::fail(error_kind::model, pre.string(), ": ", s); };
     const nlohmann::json j = detail::parse_config_json(detail::read_text_file(pre, "policy_preprocessor.json"), "pipeline steps", bad);
     if (!j.is_object() || !j.contains("steps") || !j["steps"].is_array()) bad("expected an object with a \"steps\" list");
@@ -321,8 +331,50 @@ class policy_normalizer {
     return n;
   }
 
+  /// The statistics as LeRobot kept them before its processor pipelines: in the policy's state dict
+  /// (`weights`, its model.safetensors), "normalize_inputs.buffer_<feature, dots as _>.<stat>" for the
+  /// observations and "unnormalize_outputs.buffer_action.<stat>" for the action, with the modes of the
+  /// config's normalization_mapping. Those releases computed MIN_MAX as (x − min)/(max − min + 1e-8)·2 − 1
+  /// and back as (x + 1)/2·(max − min) + min, and MEAN_STD as (x − mean)/(std + 1e-8); legacy() is true.
+  static policy_normalizer load_legacy(const lerobot_diffusion_config& config, const safetensors_file& weights) {
+    using detail::cat;
+    policy_normalizer n;
+    n.legacy_ = true;
+    auto add = [&](const lerobot_feature& f, const std::string& prefix) {
+      if (f.type == "VISUAL") return;
+      feature out;
+      const auto it = config.normalization_mapping.find(f.type);
+      const std::string mode = it == config.normalization_mapping.end() ? "IDENTITY" : it->second;
+      std::string buffer = f.name;
+      for (char& ch : buffer)
+        if (ch == '.') ch = '_';
+      const std::string base = prefix + buffer + ".";
+      const char *lo = nullptr, *hi = nullptr;
+      if (mode == "MIN_MAX") out.mode = normalization_mode::min_max, lo = "min", hi = "max";
+      else if (mode == "MEAN_STD") out.mode = normalization_mode::mean_std, lo = "mean", hi = "std";
+      else if (mode != "IDENTITY")
+        detail::fail(error_kind::model, "normalization_mapping gives \"", mode, "\" for ", f.type, " in a policy with its statistics in the state dict; "
+                     "expected MIN_MAX, MEAN_STD or IDENTITY (the modes of the LeRobot releases that stored them so)");
+      if (lo) {
+        if (!weights.contains(base + lo) || !weights.contains(base + hi))
+          detail::fail(error_kind::model, weights.origin(), " lacks \"", base, lo, "\" or \"", base, hi, "\"; expected the ", mode,
+                       " statistics of feature \"", f.name, "\"");
+        out.low = read_stat(weights, base + lo, f.shape[0]);
+        out.high = read_stat(weights, base + hi, f.shape[0]);
+      }
+      n.features_[f.name] = std::move(out);
+    };
+    for (const auto& f : config.input_features) add(f, "normalize_inputs.buffer_");
+    for (const auto& f : config.output_features) add(f, "unnormalize_outputs.buffer_");
+    return n;
+  }
+
   /// Builds a normaliser from statistics given directly.
   policy_normalizer(std::map<std::string, feature> features, double eps = 1e-8) : features_(std::move(features)), eps_(eps) {}
+
+  /// Whether the statistics came from a LeRobot release before the processor pipelines, whose formulas
+  /// differ slightly (load_legacy).
+  bool legacy() const noexcept { return legacy_; }
 
   /// Whether the normaliser has statistics (or an identity entry) for `name`.
   bool has(const std::string& name) const { return features_.count(name) > 0; }
@@ -342,6 +394,7 @@ class policy_normalizer {
   policy_normalizer() = default;
   std::map<std::string, feature> features_;
   double eps_ = 1e-8;
+  bool legacy_ = false;
 
   static std::vector<double> read_stat(const safetensors_file& f, const std::string& name, int dim) {
     const auto& info = f.info(name);
@@ -362,15 +415,22 @@ class policy_normalizer {
     if (values.size() % dim != 0)
       detail::fail(error_kind::shape, "got ", values.size(), " values for feature \"", name, "\"; expected a multiple of its size ", dim);
     // In S, operation by operation as LeRobot evaluates it on tensors of the statistics' dtype.
+    const S eps = static_cast<S>(eps_);
     for (std::size_t i = 0; i < values.size(); ++i) {
       const std::size_t k = i % dim;
       const S lo = static_cast<S>(f.low[k]), hi = static_cast<S>(f.high[k]);
       S& x = values[i];
+      if (legacy_) {
+        if (f.mode == normalization_mode::mean_std) x = inverse ? x * hi + lo : (x - lo) / (hi + eps);
+        else if (!inverse) x = (x - lo) / (hi - lo + eps) * S(2) - S(1);
+        else x = (x + S(1)) / S(2) * (hi - lo) + lo;
+        continue;
+      }
       if (f.mode == normalization_mode::mean_std) {
-        x = inverse ? x * hi + lo : (x - lo) / (hi + static_cast<S>(eps_));
+        x = inverse ? x * hi + lo : (x - lo) / (hi + eps);
       } else {
         S denom = hi - lo;
-        if (denom == S(0)) denom = static_cast<S>(eps_);
+        if (denom == S(0)) denom = eps;
         if (!inverse) x = S(2) * (x - lo) / denom - S(1);
         else if (f.mode == normalization_mode::min_max) x = (x + S(1)) / S(2) * denom + lo;
         else x = (x + S(1)) * denom / S(2) + lo;  // the quantile modes' order of operations

@@ -487,6 +487,10 @@ TEST_CASE("unet1d: LeRobot configs with unknown keys, unsupported values or a ho
   fs::copy_file(kDir / "lerobot_policy" / "model.safetensors", dir / "model.safetensors", fs::copy_options::overwrite_existing);
   write_text(dir / "config.json", with("\"diffusion_step_embed_dim\": 16", "\"diffusion_step_embed_dim\": 32"));
   test::check_error([&] { unet1d<float>::load(dir); }, {"[diffuse.model]", "diffusion.unet.diffusion_step_encoder.1.weight", "expected (128, 32)"});
+  write_text(dir / "config.json", std::string(100000, '[') + std::string(100000, ']'));  // nesting past the readers' limit
+  test::check_error([&] { unet1d<float>::load(dir); }, {"[diffuse.model]", "config.json"});
+  write_text(dir / "config.json", "{\"type\": \"diffusion\", \"horizon\": 16,}");
+  test::check_error([&] { unet1d<float>::load(dir); }, {"[diffuse.model]", "config.json"});
   fs::remove(dir / "model.safetensors");
   test::check_error([&] { unet1d<float>::load(dir); }, {"[diffuse.io]", "no model.safetensors"});
   fs::remove_all(dir);

@@ -94,9 +94,11 @@ struct lerobot_diffusion_config {
 };
 
 /// Whether config.json text is a LeRobot policy config (a JSON object with a "type" key) rather than
-/// ConditionalUnet1D options.
-inline bool is_lerobot_config(const std::string& text) {
-  const auto j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+/// ConditionalUnet1D options. Parsed with the same limits as every config reader.
+/// \throws diffuse::error (model) when the text is not valid JSON, naming `origin`.
+inline bool is_lerobot_config(const std::string& text, const std::string& origin = "config.json") {
+  auto bad = [&](const std::string& s) { detail::bad_config(origin, s); };
+  const auto j = detail::parse_config_json(text, "options", bad);
   return j.is_object() && j.contains("type");
 }
 

@@ -551,7 +551,7 @@ unet1d<S> unet1d<S>::load(const std::filesystem::path& folder) {
   if (!fs::exists(config)) diffuse::detail::fail(error_kind::io, folder.string(), " has no config.json; expected the policy's configuration there");
   if (!fs::exists(weights)) diffuse::detail::fail(error_kind::io, folder.string(), " has no model.safetensors; expected the policy's weights there");
   const std::string text = diffuse::detail::read_text_file(config, "config.json");
-  unet1d_config c = is_lerobot_config(text) ? lerobot_diffusion_config::from_json(text, config.string()).unet() : unet1d_config::from_json(text, config.string());
+  unet1d_config c = is_lerobot_config(text, config.string()) ? lerobot_diffusion_config::from_json(text, config.string()).unet() : unet1d_config::from_json(text, config.string());
   return unet1d(std::move(c), safetensors_file::load(weights));
 }
 

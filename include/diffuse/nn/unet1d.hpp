@@ -86,8 +86,10 @@ class one_thread_scope {
   one_thread_scope(const one_thread_scope&) = delete;
   one_thread_scope& operator=(const one_thread_scope&) = delete;
 
+#if defined(_OPENMP)
  private:
   int previous_ = 0;
+#endif
 };
 
 }  // namespace detail

@@ -39,6 +39,29 @@ double worst_relative(const A& actual, const E& expected, double tol) {
   return worst;
 }
 
+/// The closed-form model of the diffusers fixtures (tools/make_solver_fixtures.py, make_flow_fixtures.py,
+/// make_sampler_fixtures.py): out_i = 0.9·tanh(x_i) + 0.1·sin(0.01·t + 0.5·i), i the flat element index, so
+/// every step's model output is known exactly from its input and time. An integer time converts exactly.
+template <class Scalar>
+void fake_model(std::span<const Scalar> x, double t, std::span<Scalar> out) {
+  for (std::size_t i = 0; i < x.size(); ++i)
+    out[i] = static_cast<Scalar>(Scalar(0.9) * std::tanh(x[i]) +
+                                 Scalar(0.1) * std::sin(Scalar(0.01) * static_cast<Scalar>(t) + Scalar(0.5) * static_cast<Scalar>(i)));
+}
+
+/// |a − e| / (|e| + max|e|), SPEC §11's measure, worst over the tensor (worst_relative gives the same as a
+/// ratio to a tolerance).
+template <class A>
+double relative_error(const A& actual, const std::vector<double>& expected) {
+  double scale = 0, worst = 0;
+  for (double e : expected) scale = std::max(scale, std::abs(e));
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    const double d = std::abs(static_cast<double>(actual[i]) - expected[i]), den = std::abs(expected[i]) + scale;
+    worst = std::max(worst, den > 0 ? d / den : d);
+  }
+  return worst;
+}
+
 /// Runs f, expects a diffuse::error whose message contains every fragment.
 template <class F>
 void check_error(F&& f, std::initializer_list<std::string> fragments) {

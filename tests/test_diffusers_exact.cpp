@@ -24,22 +24,8 @@ diffuse::noise_schedule schedule_named(const std::string& name) {
   return diffuse::noise_schedule::linear(1000, 1e-4, 0.02);
 }
 
-/// The fixtures' closed-form model: 0.9·tanh(x) + 0.1·sin(0.01·t + 0.5·i).
-template <class Scalar>
-void fake_model(std::span<const Scalar> x, int t, std::span<Scalar> out) {
-  for (std::size_t i = 0; i < x.size(); ++i)
-    out[i] = static_cast<Scalar>(Scalar(0.9) * std::tanh(x[i]) + Scalar(0.1) * std::sin(Scalar(0.01) * static_cast<Scalar>(t) + Scalar(0.5) * static_cast<Scalar>(i)));
-}
-
-/// |a − e| / (|e| + max|e|), SPEC §11's measure, worst over the tensor.
-template <class A>
-double relative_error(const A& actual, const std::vector<double>& expected) {
-  double scale = 0, worst = 0;
-  for (double e : expected) scale = std::max(scale, std::abs(e));
-  for (std::size_t i = 0; i < expected.size(); ++i)
-    worst = std::max(worst, std::abs(static_cast<double>(actual[i]) - expected[i]) / (std::abs(expected[i]) + scale));
-  return worst;
-}
+using test::fake_model;
+using test::relative_error;
 
 /// Replays one DDPM or DDIM fixture case; returns the worst relative error of prev_sample over the chain.
 /// With `exact`, also checks that diffuse adds noise exactly where diffusers drew it.

@@ -21,6 +21,7 @@
 #include "diffuse/samplers/dpm_solver.hpp"
 #include "diffuse/samplers/euler.hpp"
 #include "diffuse/samplers/flow_euler.hpp"
+#include "diffuse/samplers/flow_heun.hpp"
 #include "diffuse/samplers/flow_sigmas.hpp"
 #include "diffuse/samplers/from_config.hpp"
 #include "diffuse/samplers/heun.hpp"
@@ -31,24 +32,8 @@ namespace {
 
 using nlohmann::json;
 
-/// The fixtures' closed-form model: 0.9·tanh(x) + 0.1·sin(0.01·t + 0.5·i).
-template <class Scalar>
-void fake_model(std::span<const Scalar> x, double t, std::span<Scalar> out) {
-  for (std::size_t i = 0; i < x.size(); ++i)
-    out[i] = static_cast<Scalar>(Scalar(0.9) * std::tanh(x[i]) +
-                                 Scalar(0.1) * std::sin(Scalar(0.01) * static_cast<Scalar>(t) + Scalar(0.5) * static_cast<Scalar>(i)));
-}
-
-template <class A>
-double relative_error(const A& actual, const std::vector<double>& expected) {
-  double scale = 0, worst = 0;
-  for (double e : expected) scale = std::max(scale, std::abs(e));
-  for (std::size_t i = 0; i < expected.size(); ++i) {
-    const double d = std::abs(static_cast<double>(actual[i]) - expected[i]), den = std::abs(expected[i]) + scale;
-    worst = std::max(worst, den > 0 ? d / den : d);
-  }
-  return worst;
-}
+using test::fake_model;
+using test::relative_error;
 
 diffuse::flow_match_options options_of(const json& config, const json& args) {
   diffuse::flow_match_options o;
@@ -105,6 +90,39 @@ replay_result replay(const diffuse::flow_euler_sampler& solver, const json& c) {
     for (std::size_t i = 0; i < zs.size(); ++i) noise[i] = static_cast<Scalar>(zs[i]);
     solver.step<Scalar>(k, {.x = x, .model_output = out, .x_next = next, .noise = noisy ? std::span<const Scalar>(noise) : std::span<const Scalar>()},
                         shape, state);
+    r.trajectory = std::max(r.trajectory, relative_error(next, s["prev_sample"].get<std::vector<double>>()));
+    x = next;
+  }
+  return r;
+}
+
+/// Replays one FlowMatchHeunDiscreteScheduler case: every model evaluation (predictor or corrector) is a step.
+/// With recorded_outputs, the step is fed diffusers' own model output instead of fake_model's (torch's float32
+/// tanh and sin differ from the C library's by an ulp, which the step's x̂0 cancellation amplifies by 1/σ).
+template <class Scalar>
+replay_result replay_heun(const diffuse::flow_heun_sampler& solver, const json& c, bool recorded_outputs = false) {
+  replay_result r;
+  const auto& traj = c["trajectory"];
+  REQUIRE(solver.num_steps() == static_cast<int>(traj.size()));
+  // diffusers' sigmas list interleaves like the positions: σ_0, σ_1, σ_1, …, σ_{N−1}, σ_{N−1}, 0.
+  const auto sig = c["sigmas"].get<std::vector<double>>();
+  REQUIRE(sig.size() == static_cast<std::size_t>(solver.num_steps() + 1));
+  for (int p = 0; p <= solver.num_steps(); ++p) r.times = std::max(r.times, std::abs(solver.time(p) - sig[static_cast<std::size_t>(p)]));
+  const double T = c["config"].value("num_train_timesteps", 1000);
+  const diffuse::sample_shape shape{.batch = 2, .channels = 1, .spatial = 3};
+  const auto z = c["initial_noise"].get<std::vector<double>>();
+  std::vector<Scalar> x(z.size()), out(z.size()), next(z.size());
+  for (std::size_t i = 0; i < z.size(); ++i) x[i] = static_cast<Scalar>(z[i]);
+  auto state = solver.make_state<Scalar>(shape);
+  for (int p = 0; p < solver.num_steps(); ++p) {
+    const auto& s = traj[static_cast<std::size_t>(p)];
+    r.times = std::max(r.times, std::abs(solver.model_time(p) - s["timestep"].get<double>()) / T);
+    fake_model<Scalar>(x, solver.model_time(p), out);
+    const auto recorded = s["model_output"].get<std::vector<double>>();
+    r.trajectory = std::max(r.trajectory, relative_error(out, recorded));
+    if (recorded_outputs)
+      for (std::size_t i = 0; i < out.size(); ++i) out[i] = static_cast<Scalar>(recorded[i]);
+    solver.step<Scalar>(p, {.x = x, .model_output = out, .x_next = next}, shape, state);
     r.trajectory = std::max(r.trajectory, relative_error(next, s["prev_sample"].get<std::vector<double>>()));
     x = next;
   }
@@ -476,4 +494,380 @@ TEST_CASE("flow matching: bad input is a diffuse::error that says what was expec
   std::vector<float> x(6, 0.0f);
   test::check_error([&] { diffuse::solve(diffuse::flow_euler_sampler(4), nan_model, std::span<float>(x), {.batch = 2, .channels = 1, .spatial = 3}); },
                     {"[diffuse.numeric]", "step 2"});
+}
+
+TEST_CASE("flow Heun matches diffusers' FlowMatchHeunDiscreteScheduler (float64 variant to 1e-12, verbatim float32 to 1e-6)") {
+  // float64: the same operations in the same order (x̂0 = x − v·σ, d = (x − x̂0)/σ, ½(d + d')), so only the
+  // last bits of the grid's shift differ. float32: diffusers rounds its grid to float32 (6e-8 relative);
+  // the grid is checked against the C++ double grid to 2e-7 and the steps are replayed on it (below).
+  for (const char* file : {"flow/flow_heun_float64.json", "flow/flow_heun_float32.json"}) {
+    const json fx = test::fixture(file);
+    const bool wide = std::string(file).find("64") != std::string::npos;
+    double worst_traj = 0, worst_times = 0;
+    int cases = 0;
+    for (const auto& c : fx["cases"]) {
+      CAPTURE(c["name"].get<std::string>());
+      CAPTURE(c["steps"].get<int>());
+      const diffuse::flow_heun_sampler solver(c["steps"].get<int>(), options_of(c["config"], json::object()));
+      const auto r = wide ? replay_heun<double>(solver, c) : replay_heun<float>(solver, c);
+      worst_times = std::max(worst_times, r.times);
+      CHECK(r.times <= (wide ? 1e-12 : 2e-7));
+      if (wide) {
+        worst_traj = std::max(worst_traj, r.trajectory);
+        CHECK(r.trajectory <= 1e-12);
+      } else {
+        // The step arithmetic at float32 rounding: replayed on diffusers' own float32 grid (given as a
+        // custom grid) and fed diffusers' own model outputs, every evaluation agrees to float32 rounding
+        // (1e-6 relative: a few ulps). With the C++ double grid and the C library's tanh / sin the chains
+        // differ more where σ is small (shift 0.5, N = 2: σ = 2.5e-4): d = (x − x̂0)/σ turns the rounding
+        // of x̂0 = x − v·σ (an ulp of x) into 1/σ times more, up to 1.4e-5 measured, bound 5e-5.
+        const auto sig = c["sigmas"].get<std::vector<double>>();
+        const auto ts = c["timesteps"].get<std::vector<double>>();
+        diffuse::flow_times grid;
+        const int n = c["steps"].get<int>();
+        for (int k = 0; k < n; ++k) {
+          const auto at = static_cast<std::size_t>(k == 0 ? 0 : 2 * k - 1);
+          grid.times.push_back(sig[at]);
+          grid.model_times.push_back(ts[at]);
+        }
+        grid.times.push_back(sig.back());
+        const auto f32 = replay_heun<float>(diffuse::flow_heun_sampler(grid), c, true);
+        worst_traj = std::max(worst_traj, f32.trajectory);
+        CHECK(f32.trajectory <= 1e-6);
+        CHECK(r.trajectory <= 5e-5);
+      }
+      ++cases;
+    }
+    std::printf("%s: %d cases, worst trajectory error %.2g (float32: on diffusers' grid), worst grid error %.2g\n", file, cases, worst_traj,
+                worst_times);
+    CHECK(cases == 17);
+  }
+}
+
+TEST_CASE("flow Heun converges with order 2 to the exact mixture flow (and solve() equals a step loop)") {
+  // The flow Euler convergence setup: 64 two-dimensional points from σ = 1 to σ = 0.02 in N equal steps of
+  // the exact velocity of a smooth mixture, against classical RK4 with 2000 steps (error ~1e-13, far below
+  // Heun's ~1e-5 at N = 40). Heun's global error is C/N² + O(1/N³), but its last step is Euler (as
+  // diffusers'), whose local error O(1/N²) adds to the same order, so the slope stays 2. Slopes over
+  // 5 → 10 → 20 → 40 must lie in [1.8, 2.3] (measured values are printed).
+  const diffuse::gaussian_mixture gm({0.3, 0.7}, {{-1.0, 0.0}, {1.0, 0.5}}, {0.8, 0.6});
+  const diffuse::sample_shape shape{.batch = 64, .channels = 2, .spatial = 1};
+  std::vector<double> z(shape.numel());
+  diffuse::fill_initial_noise<double>(z, shape, 11);
+  const double smin = 0.02;
+  const auto velocity = [&](const std::vector<double>& x, double s) {
+    std::vector<double> v(x.size());
+    gm.flow_velocity<double>(x, s, v);
+    return v;
+  };
+  std::vector<double> ref = z;
+  {
+    const int m = 2000;
+    const double h = (smin - 1.0) / m;
+    auto axpy = [&](const std::vector<double>& a, const std::vector<double>& d, double c) {
+      std::vector<double> r(a.size());
+      for (std::size_t j = 0; j < a.size(); ++j) r[j] = a[j] + c * d[j];
+      return r;
+    };
+    for (int i = 0; i < m; ++i) {
+      const double s = 1.0 + h * i;
+      const auto k1 = velocity(ref, s), k2 = velocity(axpy(ref, k1, h / 2), s + h / 2), k3 = velocity(axpy(ref, k2, h / 2), s + h / 2),
+                 k4 = velocity(axpy(ref, k3, h), s + h);
+      for (std::size_t j = 0; j < ref.size(); ++j) ref[j] += h / 6 * (k1[j] + 2 * k2[j] + 2 * k3[j] + k4[j]);
+    }
+  }
+  const auto heun = [&](int n) {
+    diffuse::flow_times grid;
+    for (int k = 0; k <= n; ++k) grid.times.push_back(1.0 + (smin - 1.0) * k / n);
+    for (int k = 0; k < n; ++k) grid.model_times.push_back(grid.times[static_cast<std::size_t>(k)] * 1000.0);
+    const diffuse::flow_heun_sampler solver(grid);
+    std::vector<double> x = z;
+    int calls = 0;
+    auto model = gm.flow_model<double>(1000.0);
+    diffuse::solve(solver, [&](std::span<const double> in, double t, std::span<double> out) { ++calls; model(in, t, out); },
+                   std::span<double>(x), shape);
+    CHECK(calls == 2 * n - 1);
+    // A user's own loop over step() gives the same bits.
+    std::vector<double> y = z, out(z.size()), next(z.size());
+    auto state = solver.make_state<double>(shape);
+    for (int p = 0; p < solver.num_steps(); ++p) {
+      model(y, solver.model_time(p), out);
+      solver.step<double>(p, {.x = y, .model_output = out, .x_next = next}, shape, state);
+      y.swap(next);
+    }
+    CHECK(y == x);
+    return x;
+  };
+  double prev = 0;
+  for (int n : {5, 10, 20, 40}) {
+    const double e = rms(heun(n), ref);
+    if (prev > 0) {
+      const double slope = std::log(prev / e) / std::log(2.0);
+      std::printf("flow Heun N = %d: rms error %.3g, slope %.3f\n", n, e, slope);
+      CHECK(slope >= 1.8);
+      CHECK(slope <= 2.3);
+    }
+    prev = e;
+  }
+}
+
+TEST_CASE_TEMPLATE("flow Heun: vector and scalar paths give the same bits; noise-at-zero grids integrate the same flow", Scalar, float, double) {
+  const diffuse::sample_shape shape{.batch = 3, .channels = 2, .spatial = 7};
+  std::vector<Scalar> z(shape.numel());
+  diffuse::fill_initial_noise<Scalar>(z, shape, 5);
+  const diffuse::gaussian_mixture gm({0.3, 0.7}, {{-1.0, 0.0}, {1.0, 0.5}}, {0.8, 0.6});
+  const diffuse::sample_shape gshape{.batch = 21, .channels = 2, .spatial = 1};
+  std::vector<Scalar> a = z, b = z;
+  const diffuse::flow_heun_sampler fast(8, {.shift = 3.0}), slow(8, {.shift = 3.0}, {.vectorize = false});
+  diffuse::solve(fast, gm.flow_model<Scalar>(1000.0), std::span<Scalar>(a), gshape);
+  diffuse::solve(slow, gm.flow_model<Scalar>(1000.0), std::span<Scalar>(b), gshape);
+  CHECK(a == b);
+  // The same uniform grid walked 0 → 1 (noise at 0, output x0 − ε) reaches the same points up to rounding.
+  std::vector<Scalar> c = z, d = z;
+  const diffuse::flow_heun_sampler down(diffuse::flow_uniform_times(6, diffuse::flow_direction::noise_at_one, 1000.0));
+  const diffuse::flow_heun_sampler up(diffuse::flow_uniform_times(6, diffuse::flow_direction::noise_at_zero, 1000.0));
+  // flow_model's time is σ·1000 for noise at one; for noise at zero it is given t·1000 with t = 1 − σ.
+  diffuse::solve(down, gm.flow_model<Scalar>(1000.0), std::span<Scalar>(c), gshape);
+  diffuse::solve(up, gm.flow_model<Scalar>(1000.0, diffuse::flow_direction::noise_at_zero), std::span<Scalar>(d), gshape);
+  const double tol = std::is_same_v<Scalar, double> ? 1e-10 : 1e-4;
+  for (std::size_t i = 0; i < c.size(); ++i) CHECK(std::abs(static_cast<double>(c[i] - d[i])) <= tol);
+}
+
+TEST_CASE("scheduler_config.json FlowMatchHeunDiscreteScheduler builds the flow Heun solver; keys it lacks are refused") {
+  const std::string text = R"({"_class_name": "FlowMatchHeunDiscreteScheduler", "_diffusers_version": "0.40.0", "num_train_timesteps": 1000, "shift": 3.0})";
+  const auto any = diffuse::solver_from_config(text, 12);
+  REQUIRE(std::holds_alternative<diffuse::flow_heun_sampler>(any));
+  const auto& s = std::get<diffuse::flow_heun_sampler>(any);
+  CHECK(s.times().times == diffuse::flow_match_times(12, {.shift = 3.0}).times);
+  CHECK(s.num_steps() == 23);
+  test::check_error([] { (void)diffuse::solver_from_config(R"({"_class_name": "FlowMatchHeunDiscreteScheduler", "stochastic_sampling": true})", 8); },
+                    {"stochastic_sampling", "has no such option"});
+  test::check_error([] { (void)diffuse::solver_from_config(R"({"_class_name": "FlowMatchHeunDiscreteScheduler", "shift": null, "shift_terminal": 0.1})", 8); },
+                    {"shift_terminal", "has no such option"});
+  test::check_error([] { (void)diffuse::solver_from_config(R"({"_class_name": "FlowMatchHeunDiscreteScheduler", "prediction_type": "epsilon"})", 8); },
+                    {"expected flow_prediction"});
+  test::check_error([] { (void)diffuse::flow_heun_solver_from_config(R"({"_class_name": "FlowMatchEulerDiscreteScheduler"})", 8); },
+                    {"expected FlowMatchHeunDiscreteScheduler"});
+  // A chain that starts at a corrector, a foreign state.
+  const diffuse::flow_heun_sampler h(4);
+  const diffuse::sample_shape shape{.batch = 1, .channels = 1, .spatial = 2};
+  std::vector<double> x(2, 0.1), out(2, 0.2), next(2);
+  auto st = h.make_state<double>(shape);
+  test::check_error([&] { h.step<double>(1, {.x = x, .model_output = out, .x_next = next}, shape, st); }, {"starts at position 1, a corrector"});
+  const diffuse::flow_heun_sampler other(4);
+  auto foreign = other.make_state<double>(shape);
+  test::check_error([&] { h.step<double>(0, {.x = x, .model_output = out, .x_next = next}, shape, foreign); }, {"made for another sampler"});
+  out[1] = std::nan("");
+  test::check_error([&] { h.step<double>(0, {.x = x, .model_output = out, .x_next = next}, shape, st); }, {"NaN in the model output"});
+}
+
+namespace {
+
+/// The solver of a DPMSolverMultistepScheduler / UniPCMultistepScheduler flow-sigma fixture case: through
+/// solver_from_config (the case's config as a scheduler_config.json), or built directly when it needs μ.
+diffuse::any_solver multistep_flow_solver(const json& c) {
+  const json& config = c["config"];
+  const json& extras = c["set_timesteps"];
+  const int n = c["steps"].get<int>();
+  if (!extras.contains("mu")) {
+    json text = config;
+    text["_class_name"] = c["class"];
+    return diffuse::solver_from_config(text.dump(), n);
+  }
+  const auto schedule = diffuse::noise_schedule::linear(1000);
+  diffuse::multistep_flow_options o{.mu = extras["mu"].get<double>()};
+  if (config.value("time_shift_type", "exponential") == std::string("linear")) o.time_shift_type = diffuse::flow_time_shift_type::linear;
+  if (config.contains("shift_terminal")) o.shift_terminal = config["shift_terminal"].get<double>();
+  if (c["class"] == "DPMSolverMultistepScheduler")
+    return diffuse::dpm_solver_sampler(diffuse::dpm_solver_flow_sigmas(schedule, n, o), {.prediction = diffuse::prediction_type::flow_prediction});
+  return diffuse::unipc_sampler(diffuse::unipc_flow_sigmas(schedule, n, o), {.prediction = diffuse::prediction_type::flow_prediction});
+}
+
+/// Replays a multistep flow case step by step (integer model times, noise of the SDE variant given).
+template <class Scalar, class Solver>
+replay_result replay_multistep(const Solver& solver, const json& c) {
+  replay_result r;
+  const auto& traj = c["trajectory"];
+  REQUIRE(solver.num_steps() == static_cast<int>(traj.size()));
+  const auto sig = c["sigmas"].get<std::vector<double>>();
+  REQUIRE(sig.size() == static_cast<std::size_t>(solver.num_steps() + 1));
+  for (int k = 0; k <= solver.num_steps(); ++k) r.times = std::max(r.times, std::abs(solver.sigma(k) - sig[static_cast<std::size_t>(k)]));
+  const diffuse::sample_shape shape{.batch = 2, .channels = 1, .spatial = 3};
+  const auto z = c["initial_noise"].get<std::vector<double>>();
+  std::vector<Scalar> x(z.size()), out(z.size()), next(z.size()), noise(z.size());
+  for (std::size_t i = 0; i < z.size(); ++i) x[i] = static_cast<Scalar>(z[i]);
+  auto state = solver.template make_state<Scalar>(shape);
+  for (int k = 0; k < solver.num_steps(); ++k) {
+    const auto& s = traj[static_cast<std::size_t>(k)];
+    CHECK(solver.timestep(k) == s["timestep"].get<int>());
+    fake_model<Scalar>(x, solver.model_time(k), out);
+    r.trajectory = std::max(r.trajectory, relative_error(out, s["model_output"].get<std::vector<double>>()));
+    const auto zs = s["noise"].get<std::vector<double>>();
+    const bool noisy = solver.adds_noise(k);  // diffusers also draws (and multiplies by 0) noise into σ = 0
+    if (noisy) REQUIRE(!zs.empty());
+    for (std::size_t i = 0; i < zs.size(); ++i) noise[i] = static_cast<Scalar>(zs[i]);
+    solver.template step<Scalar>(k, {.x = x, .model_output = out, .x_next = next, .noise = noisy ? std::span<const Scalar>(noise) : std::span<const Scalar>()},
+                                 shape, state);
+    r.trajectory = std::max(r.trajectory, relative_error(next, s["prev_sample"].get<std::vector<double>>()));
+    x = next;
+  }
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("flow sigmas in DPM-Solver++ and UniPC match diffusers' use_flow_sigmas (float64 variant to 1e-12, verbatim float32 to 2e-5 + 2g)") {
+  // float64: the same grid (linspace, shift, flip / time shift, terminal stretch) and the same λ = log(1 − σ) −
+  // log σ steps, so only the last bits of log / expm1 differ. float32: diffusers rounds its σ to float32 and
+  // steps in float32 while the C++ coefficients are double. Where the grid starts at σ_0 = 1 − 10⁻⁶ (UniPC),
+  // float32 rounds α_0 = 1 − σ_0 by 1% and diffusers' float32 run departs from its own float64 run by g (up to
+  // 2e-4, UniPC bh1); the C++ float path follows the double coefficients, so the bound is 2e-5 + 2g with g
+  // measured per case from the two fixture files (the cases are in the same order). The float32 σ are checked
+  // to 2e-6 absolute (the VP σ_min of sigma_min comes from diffusers' float32 ᾱ table). Model times are
+  // diffusers' int64 truncation of σ·T, compared exactly.
+  const json f64 = test::fixture("flow/flow_multistep_float64.json");
+  for (const char* file : {"flow/flow_multistep_float64.json", "flow/flow_multistep_float32.json"}) {
+    const json fx = test::fixture(file);
+    const bool wide = std::string(file).find("64") != std::string::npos;
+    double worst_traj = 0, worst_times = 0;
+    int cases = 0;
+    for (const auto& c : fx["cases"]) {
+      double gap = 0;  // diffusers' float32 run against its float64 run
+      for (std::size_t k = 0; k < c["trajectory"].size(); ++k)
+        gap = std::max(gap, relative_error(c["trajectory"][k]["prev_sample"].get<std::vector<double>>(),
+                                           f64["cases"][static_cast<std::size_t>(cases)]["trajectory"][k]["prev_sample"].get<std::vector<double>>()));
+      CAPTURE(c["name"].get<std::string>());
+      CAPTURE(c["steps"].get<int>());
+      const auto any = multistep_flow_solver(c);
+      std::visit(
+          [&](const auto& solver) {
+            using S = std::remove_cvref_t<decltype(solver)>;
+            if constexpr (std::is_same_v<S, diffuse::dpm_solver_sampler> || std::is_same_v<S, diffuse::unipc_sampler>) {
+              CHECK(solver.sigmas().flow);
+              const auto r = wide ? replay_multistep<double>(solver, c) : replay_multistep<float>(solver, c);
+              worst_traj = std::max(worst_traj, r.trajectory);
+              worst_times = std::max(worst_times, r.times);
+              CHECK(r.trajectory <= (wide ? 1e-12 : 2e-5 + 2 * gap));
+              CHECK(r.times <= (wide ? 1e-12 : 2e-6));
+            } else {
+              FAIL("the config did not give DPM-Solver++ or UniPC");
+            }
+          },
+          any);
+      ++cases;
+    }
+    std::printf("%s: %d cases, worst trajectory error %.2g, worst sigma error %.2g\n", file, cases, worst_traj, worst_times);
+    CHECK(cases == 30);
+  }
+}
+
+TEST_CASE("flow sigmas: DPM-Solver++ 2M and UniPC-2 converge with order 2 to the exact mixture flow") {
+  // 64 two-dimensional points carried from σ = 0.98 to σ = 0.02 (N steps uniform in λ) by the exact velocity of
+  // a smooth mixture; the reference is classical RK4 with 2000 steps in σ over the same interval (error ~1e-13).
+  // The solvers see the flow as x̂0 = x − σ·v with α = 1 − σ (flow sigmas); the model is told the position k
+  // (an integer model time) and evaluates the velocity at σ_k exactly, so the times' truncation to integers
+  // does not blur the order. lower_order_final is off (the first step is still first order: its O(h²) local
+  // error keeps the global order 2). As tests/test_solver_properties.cpp bounds them: the 20 → 40 slope in
+  // [1.8, 2.2] for 2M; UniPC-2's corrector raises its predictor's order by up to one (the last step stays
+  // uncorrected), so [1.8, 3.2]. All slopes are printed.
+  const diffuse::gaussian_mixture gm({0.3, 0.7}, {{-1.0, 0.0}, {1.0, 0.5}}, {0.8, 0.6});
+  const diffuse::sample_shape shape{.batch = 64, .channels = 2, .spatial = 1};
+  std::vector<double> z(shape.numel());
+  diffuse::fill_initial_noise<double>(z, shape, 11);
+  const double smax = 0.98, smin = 0.02;
+  const auto velocity = [&](const std::vector<double>& x, double s) {
+    std::vector<double> v(x.size());
+    gm.flow_velocity<double>(x, s, v);
+    return v;
+  };
+  // The chain starts from the flow state at σ_max: (1 − σ)·x0 + σ·ε is not available without x0, so both the
+  // reference and the solvers start from the same point z·σ_max (any common start serves an order test).
+  std::vector<double> start = z;
+  for (auto& v : start) v *= smax;
+  std::vector<double> ref = start;
+  {
+    const int m = 2000;
+    const double h = (smin - smax) / m;
+    auto axpy = [&](const std::vector<double>& a, const std::vector<double>& d, double c) {
+      std::vector<double> r(a.size());
+      for (std::size_t j = 0; j < a.size(); ++j) r[j] = a[j] + c * d[j];
+      return r;
+    };
+    for (int i = 0; i < m; ++i) {
+      const double s = smax + h * i;
+      const auto k1 = velocity(ref, s), k2 = velocity(axpy(ref, k1, h / 2), s + h / 2), k3 = velocity(axpy(ref, k2, h / 2), s + h / 2),
+                 k4 = velocity(axpy(ref, k3, h), s + h);
+      for (std::size_t j = 0; j < ref.size(); ++j) ref[j] += h / 6 * (k1[j] + 2 * k2[j] + 2 * k3[j] + k4[j]);
+    }
+  }
+  const auto run = [&](int n, bool unipc) {
+    diffuse::sigma_list list;
+    list.flow = true;
+    // Uniform in λ = log((1 − σ)/σ), the variable these solvers step in: σ = 1/(1 + e^λ).
+    const double l0 = std::log((1 - smax) / smax), l1 = std::log((1 - smin) / smin);
+    for (int k = 0; k <= n; ++k) list.sigmas.push_back(k == n ? smin : 1.0 / (1.0 + std::exp(l0 + (l1 - l0) * k / n)));
+    list.sigmas.front() = smax;
+    for (int k = 0; k < n; ++k) list.model_times.push_back(k);
+    const auto sig = list.sigmas;
+    auto model = [&](std::span<const double> x, int k, std::span<double> out) { gm.flow_velocity<double>(x, sig[static_cast<std::size_t>(k)], out); };
+    std::vector<double> x = start;
+    if (unipc) {
+      const diffuse::unipc_sampler solver(list, {.order = 2, .prediction = diffuse::prediction_type::flow_prediction, .lower_order_final = false});
+      diffuse::solve(solver, model, std::span<double>(x), shape);
+    } else {
+      const diffuse::dpm_solver_sampler solver(list, {.order = 2, .prediction = diffuse::prediction_type::flow_prediction, .lower_order_final = false});
+      diffuse::solve(solver, model, std::span<double>(x), shape);
+    }
+    return x;
+  };
+  for (bool unipc : {false, true}) {
+    const int ns[] = {5, 10, 20, 40};
+    double err[4], slope[3];
+    for (int i = 0; i < 4; ++i) err[i] = rms(run(ns[i], unipc), ref);
+    for (int i = 0; i < 3; ++i) slope[i] = std::log(err[i] / err[i + 1]) / std::log(2.0);
+    const double lo = 1.8, hi = unipc ? 3.2 : 2.2;
+    std::printf("%s with flow sigmas: error at N = 5, 10, 20, 40: %.3e %.3e %.3e %.3e; slopes %.2f %.2f %.2f (bound on slope 3: [%.1f, %.1f])\n",
+                unipc ? "UniPC-2" : "DPM-Solver++ 2M", err[0], err[1], err[2], err[3], slope[0], slope[1], slope[2], lo, hi);
+    CHECK(slope[2] >= lo);
+    CHECK(slope[2] <= hi);
+    CHECK(err[3] < err[0]);
+  }
+}
+
+TEST_CASE("flow sigmas: bad combinations are diffuse::errors that say what was expected") {
+  const auto schedule = diffuse::noise_schedule::linear(1000);
+  const auto flow = diffuse::prediction_type::flow_prediction;
+  auto list = diffuse::unipc_flow_sigmas(schedule, 6, {.flow_shift = 3.0});
+  test::check_error([&] { (void)diffuse::euler_sampler(list, {}); }, {"the Euler solvers with a flow sigma list"});
+  test::check_error([&] { (void)diffuse::heun_sampler(list, {}); }, {"the Heun solver with a flow sigma list"});
+  test::check_error([&] { (void)diffuse::dpm_solver_sampler(schedule, 6, {}, {.prediction = flow}); }, {"DPM-Solver++ needs", "flow sigmas"});
+  test::check_error([&] { (void)diffuse::unipc_sampler(list, {.prediction = flow, .predict_x0 = false}); }, {"predict_x0 = false"});
+  test::check_error([&] { (void)diffuse::dpm_solver_sampler(diffuse::dpm_solver_flow_sigmas(schedule, 6, {.final_type = diffuse::final_sigma::sigma_min}),
+                                                           {.algorithm = diffuse::dpm_algorithm::dpmsolver, .prediction = flow}); },
+                    {"flow_prediction with the noise-form algorithm dpmsolver"});
+  test::check_error([&] { (void)diffuse::dpm_solver_flow_sigmas(schedule, 6, {.shift_terminal = 0.1}); }, {"shift_terminal with DPM-Solver++"});
+  test::check_error([&] { (void)diffuse::dpm_solver_flow_sigmas(schedule, 6, {.mu = 0.5, .time_shift_type = diffuse::flow_time_shift_type::linear}); },
+                    {"mu with the linear time shift"});
+  test::check_error([&] { (void)diffuse::unipc_flow_sigmas(schedule, 6, {.flow_shift = -1.0}); }, {"flow_shift = -1"});
+  test::check_error([&] { (void)diffuse::unipc_flow_sigmas(schedule, 0); }, {"num_inference_steps = 0"});
+  test::check_error([&] { (void)diffuse::dpm_solver_flow_sigmas(schedule, 900, {.final_type = diffuse::final_sigma::sigma_min}); },
+                    {"expected strictly decreasing flow sigmas"});
+  // Classifier guidance's score form is written for VP sigmas: refused before the model is called.
+  const diffuse::unipc_sampler solver(list, {.prediction = flow});
+  const diffuse::sample_shape shape{.batch = 1, .channels = 2, .spatial = 1};
+  std::vector<double> x(2, 0.0);
+  int calls = 0;
+  auto model = [&](std::span<const double>, int, std::span<double> out) {
+    ++calls;
+    std::fill(out.begin(), out.end(), 0.0);
+  };
+  auto hook = diffuse::classifier_guidance([](std::span<const double>, int, std::span<double> g) { std::fill(g.begin(), g.end(), 0.0); }, 1.0);
+  test::check_error([&] { diffuse::solve(solver, model, std::span<double>(x), shape, {}, diffuse::no_callback{}, diffuse::guidance(hook)); },
+                    {"classifier guidance with flow sigmas"});
+  CHECK(calls == 0);
+  // The multistep states: alpha = 1 - sigma, and noising / guidance_alpha_bar follow.
+  CHECK(solver.noising(2).first == 1.0 - solver.sigma(2));
+  CHECK(solver.noising(2).second == solver.sigma(2));
+  const double a = 1.0 - solver.sigma(2), s = solver.sigma(2);
+  CHECK(solver.guidance_alpha_bar(2) == doctest::Approx(a * a / (a * a + s * s)).epsilon(1e-15));
 }

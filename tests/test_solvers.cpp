@@ -53,24 +53,8 @@ diffuse::sigma_options sigma_options_of(const json& o) {
 
 diffuse::prediction_type prediction_of(const json& o) { return diffuse::parse_prediction_type(o.value("prediction_type", "epsilon")); }
 
-/// The fixtures' closed-form model: 0.9·tanh(x) + 0.1·sin(0.01·t + 0.5·i).
-template <class Scalar>
-void fake_model(std::span<const Scalar> x, double t, std::span<Scalar> out) {
-  for (std::size_t i = 0; i < x.size(); ++i)
-    out[i] = static_cast<Scalar>(Scalar(0.9) * std::tanh(x[i]) + Scalar(0.1) * std::sin(Scalar(0.01) * static_cast<Scalar>(t) + Scalar(0.5) * static_cast<Scalar>(i)));
-}
-
-/// |a − e| / (|e| + max|e|), the SPEC §11 measure, worst over the tensor.
-template <class A>
-double relative_error(const A& actual, const std::vector<double>& expected) {
-  double scale = 0, worst = 0;
-  for (double e : expected) scale = std::max(scale, std::abs(e));
-  for (std::size_t i = 0; i < expected.size(); ++i) {
-    const double d = std::abs(static_cast<double>(actual[i]) - expected[i]), den = std::abs(expected[i]) + scale;
-    worst = std::max(worst, den > 0 ? d / den : d);
-  }
-  return worst;
-}
+using test::fake_model;
+using test::relative_error;
 
 struct replay_result {
   double trajectory = 0;  ///< worst relative error of prev_sample over the chain
@@ -303,8 +287,19 @@ TEST_CASE("solver_from_config: unknown classes and unsupported values are errors
                      "DPMSolverMultistepScheduler, UniPCMultistepScheduler, EulerDiscreteScheduler"});
   test::check_error([] { (void)diffuse::solver_from_config(R"({"beta_schedule": "linear"})", 10); }, {"_class_name \"\" is not a solver"});
   test::check_error([] { (void)diffuse::solver_from_config(R"({"_class_name": "DDIMScheduler"})", 10); }, {"ddim_sampler"});
-  test::check_error([] { (void)diffuse::solver_from_config(R"({"_class_name": "UniPCMultistepScheduler", "use_flow_sigmas": true})", 10); },
-                    {"use_flow_sigmas = true is not supported"});
+  test::check_error([] { (void)diffuse::solver_from_config(R"({"_class_name": "UniPCMultistepScheduler", "use_flow_sigmas": true, "use_karras_sigmas": true})", 10); },
+                    {"use_flow_sigmas = true with Karras"});
+  test::check_error([] { (void)diffuse::solver_from_config(R"({"_class_name": "DPMSolverMultistepScheduler", "use_flow_sigmas": true,
+                                                              "use_dynamic_shifting": true})", 10); },
+                    {"use_dynamic_shifting = true needs mu", "dpm_solver_flow_sigmas"});
+  test::check_error([] { (void)diffuse::solver_from_config(R"({"_class_name": "DPMSolverMultistepScheduler", "prediction_type": "flow_prediction"})", 10); },
+                    {"without use_flow_sigmas = true"});
+  test::check_error([] { (void)diffuse::solver_from_config(R"({"_class_name": "UniPCMultistepScheduler", "use_flow_sigmas": true,
+                                                              "prediction_type": "flow_prediction", "predict_x0": false})", 10); },
+                    {"predict_x0 = false"});
+  test::check_error([] { (void)diffuse::solver_from_config(R"({"_class_name": "EulerDiscreteScheduler", "use_flow_sigmas": true,
+                                                              "prediction_type": "flow_prediction"})", 10); },
+                    {"flow_prediction", "not supported"});
   test::check_error([] { (void)diffuse::solver_from_config(R"({"_class_name": "DPMSolverMultistepScheduler", "algorithm_type": "dpmsolver"})", 10); },
                     {"algorithm dpmsolver with a final sigma of 0", "expected final_sigmas_type sigma_min"});
   test::check_error([] { (void)diffuse::solver_from_config(R"({"_class_name": "DPMSolverMultistepScheduler", "algorithm_type": "sde-dpmsolver",

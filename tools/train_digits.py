@@ -38,7 +38,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_unet import UNet2DModel, load_safetensors, save_safetensors  # noqa: E402
+from torch_unet import UNet2DModel, load_safetensors  # noqa: E402
+from training import train_ema, write_model_folder  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "..", "models", "digits")
@@ -85,57 +86,18 @@ def to8(x16):
 
 
 def train(args):
-    torch.manual_seed(args.seed)
-    np.random.seed(args.seed)
-    torch.set_num_threads(args.threads)
     x, y, _, _ = load_data(args.seed)
-    model = UNet2DModel(CONFIG)
-    ema = UNet2DModel(CONFIG)
-    ema.load_state_dict(model.state_dict())
-    for p in ema.parameters():
-        p.requires_grad_(False)
-    nparams = sum(p.numel() for p in model.parameters())
-    print(f"{nparams} parameters, {len(x)} training images", flush=True)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 200) * 0.5 * (1 + math.cos(math.pi * s / args.steps)))
     ab = cosine_alpha_bar().float()
-    g = torch.Generator().manual_seed(args.seed)
-    losses = []
-    t0 = time.time()
-    for step in range(args.steps):
-        idx = torch.randint(0, len(x), (args.batch,), generator=g)
-        x0, lab = x[idx], y[idx].clone()
-        lab[torch.rand(args.batch, generator=g) < 0.15] = NULL
-        t = torch.randint(0, T, (args.batch,), generator=g)
+
+    def v_objective(model, x0, lab, g):
+        t = torch.randint(0, T, (len(x0),), generator=g)
         eps = torch.randn(x0.shape, generator=g)
         a, b = ab[t].sqrt()[:, None, None, None], (1 - ab[t]).sqrt()[:, None, None, None]
-        xt = a * x0 + b * eps
-        v = a * eps - b * x0
-        loss = F.mse_loss(model(xt, t.float(), lab), v)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        decay = min(args.ema, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for pe, pm in zip(ema.parameters(), model.parameters()):
-                pe.mul_(decay).add_(pm, alpha=1 - decay)
-        losses.append(loss.item())
-        if (step + 1) % 100 == 0:
-            print(f"step {step + 1}/{args.steps} loss {np.mean(losses[-100:]):.4f} {time.time() - t0:.0f}s", flush=True)
-    os.makedirs(OUT, exist_ok=True)
-    meta = {"format": "pt", "steps": args.steps, "seed": args.seed}
-    save_safetensors(os.path.join(OUT, "diffusion_pytorch_model.safetensors"), ema.state_dict(), meta)
-    with open(os.path.join(OUT, "config.json"), "w") as f:
-        json.dump(CONFIG, f, indent=2)
-    with open(os.path.join(OUT, "scheduler_config.json"), "w") as f:
-        json.dump(SCHEDULER, f, indent=2)
-    with open(os.path.join(OUT, "loss_curve.csv"), "w") as f:
-        f.write("step,loss_mean_100\n")
-        for s in range(100, args.steps + 1, 100):
-            f.write(f"{s},{np.mean(losses[s - 100:s]):.5f}\n")
-    return {"steps": args.steps, "batch": args.batch, "lr": args.lr, "ema": args.ema, "seconds": time.time() - t0,
+        return F.mse_loss(model(a * x0 + b * eps, t.float(), lab), a * eps - b * x0)
+
+    ema, losses, nparams, seconds = train_ema(CONFIG, x, y, NULL, args, v_objective)
+    write_model_folder(OUT, ema, CONFIG, SCHEDULER, losses, args)
+    return {"steps": args.steps, "batch": args.batch, "lr": args.lr, "ema": args.ema, "seconds": seconds,
             "parameters": nparams, "final_loss": float(np.mean(losses[-500:]))}
 
 

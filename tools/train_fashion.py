@@ -27,7 +27,6 @@ of the real test set, beside the same distance for an equally large sample of re
 import argparse
 import gzip
 import json
-import math
 import os
 import sys
 import time
@@ -39,6 +38,7 @@ from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from torch_unet import UNet2DModel, load_safetensors, save_safetensors  # noqa: E402
+from training import train_ema, write_model_folder  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "..", "models", "fashion")
@@ -85,57 +85,19 @@ def crop(x32):
 
 
 def train(args):
-    torch.manual_seed(args.seed)
-    np.random.seed(args.seed)
-    torch.set_num_threads(args.threads)
     x, y = load_split("train")
-    model = UNet2DModel(CONFIG)
-    ema = UNet2DModel(CONFIG)
-    ema.load_state_dict(model.state_dict())
-    for p in ema.parameters():
-        p.requires_grad_(False)
-    nparams = sum(p.numel() for p in model.parameters())
-    print(f"{nparams} parameters, {len(x)} training images, {args.steps} steps at batch {args.batch}", flush=True)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 200) * 0.5 * (1 + math.cos(math.pi * s / args.steps)))
-    g = torch.Generator().manual_seed(args.seed)
-    losses = []
-    t0 = time.time()
-    for step in range(args.steps):
-        idx = torch.randint(0, len(x), (args.batch,), generator=g)
-        x0, lab = x[idx], y[idx].clone()
-        lab[torch.rand(args.batch, generator=g) < 0.15] = NULL
-        t = torch.rand(args.batch, generator=g)
+
+    def flow_objective(model, x0, lab, g):
+        t = torch.rand(len(x0), generator=g)
         eps = torch.randn(x0.shape, generator=g)
         tb = t[:, None, None, None]
-        xt = (1 - tb) * x0 + tb * eps
-        loss = F.mse_loss(model(xt, t * T, lab), eps - x0)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        decay = min(args.ema, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for pe, pm in zip(ema.parameters(), model.parameters()):
-                pe.mul_(decay).add_(pm, alpha=1 - decay)
-        losses.append(loss.item())
-        if (step + 1) % 100 == 0:
-            print(f"step {step + 1}/{args.steps} loss {np.mean(losses[-100:]):.4f} {time.time() - t0:.0f}s", flush=True)
-    os.makedirs(OUT, exist_ok=True)
-    meta = {"format": "pt", "steps": args.steps, "seed": args.seed}
-    save_safetensors(os.path.join(OUT, "diffusion_pytorch_model.safetensors"), ema.state_dict(), meta, dtype=args.dtype)
-    with open(os.path.join(OUT, "config.json"), "w") as f:
-        json.dump(CONFIG, f, indent=2)
-    with open(os.path.join(OUT, "scheduler_config.json"), "w") as f:
-        json.dump(SCHEDULER, f, indent=2)
-    with open(os.path.join(OUT, "loss_curve.csv"), "w") as f:
-        f.write("step,loss_mean_100\n")
-        for s in range(100, args.steps + 1, 100):
-            f.write(f"{s},{np.mean(losses[s - 100:s]):.5f}\n")
+        return F.mse_loss(model((1 - tb) * x0 + tb * eps, t * T, lab), eps - x0)
+
+    ema, losses, nparams, seconds = train_ema(CONFIG, x, y, NULL, args, flow_objective,
+                                              f", {args.steps} steps at batch {args.batch}")
+    write_model_folder(OUT, ema, CONFIG, SCHEDULER, losses, args, dtype=args.dtype)
     return {"steps": args.steps, "batch": args.batch, "lr": args.lr, "ema": args.ema, "threads": args.threads,
-            "seconds": time.time() - t0, "parameters": nparams, "dtype": args.dtype,
-            "final_loss": float(np.mean(losses[-500:]))}
+            "seconds": seconds, "parameters": nparams, "dtype": args.dtype, "final_loss": float(np.mean(losses[-500:]))}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -127,7 +127,7 @@ namespace detail {
 inline void refuse_flow_prediction(prediction_type p, const char* sampler) {
   if (p == prediction_type::flow_prediction)
     fail(error_kind::sampler, sampler, " needs a model that predicts epsilon, sample or v_prediction; got flow_prediction (a "
-                              "flow-matching velocity), which only flow_euler_sampler can use");
+                              "flow-matching velocity), which flow_euler_sampler, flow_heun_sampler, and DPM-Solver++ / UniPC over flow sigmas (dpm_solver_flow_sigmas, unipc_flow_sigmas) use");
 }
 }  // namespace detail
 

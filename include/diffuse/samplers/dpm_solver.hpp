@@ -90,6 +90,160 @@ inline sigma_list dpm_solver_timesteps(const noise_schedule& schedule, std::vect
   return out;
 }
 
+/// The per-step coefficients of a DPM-Solver++ step: x' = a·x + c0·D0 + c1·D1 + c2·D2 + noise·z, with D1's and
+/// D2's r factors and the map from (x, model output) to x̂0. Also the first-order form other data-prediction
+/// steps reduce to (LCM: a = √ᾱ_prev·c_skip, c0 = √ᾱ_prev·c_out, noise = √(1 − ᾱ_prev)).
+struct dpm_step_coefficients {
+  int order = 1;        ///< the order this step runs at (1–3)
+  double a = 0;         ///< factor of x
+  double c0 = 0;        ///< factor of D0 = x̂0 of this step
+  double c1 = 0;        ///< factor of D1, the first difference of the history
+  double c2 = 0;        ///< factor of D2, the second difference (order 3)
+  double noise = 0;     ///< factor of the step noise z (SDE variants; 0 otherwise)
+  double inv_r0 = 0;    ///< 1/r0
+  double inv_r1 = 0;    ///< 1/r1
+  double q = 0;         ///< r0/(r0 + r1)
+  double inv_r01 = 0;   ///< 1/(r0 + r1)
+  double x0_from_x = 0;    ///< x̂0 = x0_from_x·x + x0_from_out·out
+  double x0_from_out = 0;  ///< see x0_from_x
+  double alpha_s = 1;      ///< α at σ_k
+  double sigma_vp_s = 0;   ///< σ_VP at σ_k (ε: x̂0 = (x − σ_VP·ε̂)/α)
+};
+
+namespace detail {
+
+/// What one data-prediction step needs besides its buffers: the coefficients, how the model output
+/// becomes the history value, and its post-processing.
+struct dpm_step_plan {
+  dpm_step_coefficients c;  ///< the step's coefficients (computed in double)
+  /// data form 1: (x − σ_VP·ε̂)/α, 2: x0_from_x·x + x0_from_out·out (v, x0 itself, EDM's c_skip·x + c_out·F);
+  /// noise form 3: ε̂ itself, 4: (x − α·x̂0)/σ_VP from x0, 5: α·v̂ + σ_VP·x from v.
+  int conversion = 2;
+  std::optional<dynamic_threshold> threshold = std::nullopt;  ///< dynamic thresholding of the data value
+  std::optional<double> clip = std::nullopt;                   ///< clip_sample: clamp it to [−r, r] (without thresholding)
+  bool check = true;                                           ///< report non-finite values in the mask
+  bool vectorize = true;                                       ///< false: the scalar reference loop
+};
+
+/// The fused pass of a DPM-Solver++-form step (shared by dpm_solver_sampler, edm_dpm_solver_sampler and
+/// lcm_sampler): forms the history value m0 from the model output (thresholded or clipped as planned),
+/// stores it in m0p (and io.x0) and writes x_next = a·x + c0·D0 (+ c1·D1 + c2·D2) (+ noise·z). m1p, m2p
+/// are the previous history values (orders 2, 3). Returns the non-finite mask (0: all finite).
+template <Real Scalar>
+int dpm_step_pass(const dpm_step_plan& plan, const solver_buffers<Scalar>& io, const sample_shape& shape, Scalar* m0p, const Scalar* m1p,
+                  const Scalar* m2p, bool noisy) {
+  // The kernel helpers are called as detail::…: unqualified, argument-dependent lookup on an xsimd batch
+  // would pick xsimd::store, an aligned store.
+  const dpm_step_coefficients& c = plan.c;
+  const auto px = static_cast<Scalar>(c.x0_from_x), po = static_cast<Scalar>(c.x0_from_out);
+  const auto A = static_cast<Scalar>(c.a), C0 = static_cast<Scalar>(c.c0), C1 = static_cast<Scalar>(c.c1), C2 = static_cast<Scalar>(c.c2);
+  const auto S = static_cast<Scalar>(c.noise), ir0 = static_cast<Scalar>(c.inv_r0), ir1 = static_cast<Scalar>(c.inv_r1);
+  const auto q = static_cast<Scalar>(c.q), ir01 = static_cast<Scalar>(c.inv_r01);
+  const auto ae = static_cast<Scalar>(c.alpha_s), ve = static_cast<Scalar>(c.sigma_vp_s);
+  const bool check = plan.check;
+  const bool clipped = plan.clip.has_value();
+  const auto clip = static_cast<Scalar>(plan.clip.value_or(1.0));
+  // The conversion of the model output into what the history holds, as diffusers' convert_model_output:
+  // data form 1: (x − σ_VP·ε̂)/α, 2: x0_from_x·x + x0_from_out·out (v, or x0 itself); noise form 3: ε̂
+  // itself, 4: (x − α·x̂0)/σ_VP from x0, 5: α·v̂ + σ_VP·x from v.
+  const int conv = plan.conversion;
+  const auto convert = [=]<class V>(const V& xv, const V& ov) -> V {
+    switch (conv) {
+      case 1: return (xv - V(ve) * ov) / V(ae);
+      case 3: return ov;
+      case 4: return (xv - V(ae) * ov) / V(ve);
+      case 5: return V(ae) * ov + V(ve) * xv;
+      default: return V(px) * xv + V(po) * ov;
+    }
+  };
+  struct pointers {
+    const Scalar *x, *out, *z, *m1, *m2;
+    Scalar *m0, *xn, *x0;
+  };
+  const auto at = [&](std::size_t base, std::nullptr_t) {
+    return pointers{io.x.data() + base,
+                    io.model_output.data() + base,
+                    noisy && !io.noise.empty() ? io.noise.data() + base : nullptr,
+                    m1p ? m1p + base : nullptr,
+                    m2p ? m2p + base : nullptr,
+                    m0p ? m0p + base : nullptr,
+                    io.x_next.data() + base,
+                    io.x0.empty() ? nullptr : io.x0.data() + base};
+  };
+  // The element body. Thresholded: m0 is the item's x̂0 already in p.m0, clamped to [−s, s] and divided
+  // by s here (dynamic thresholding needs the whole item's x̂0 for s, so it takes two passes).
+  const auto make_body = [&](auto order_c, auto noisy_c, auto thresholded_c, const pointers& p, Scalar bound) {
+    constexpr int order = decltype(order_c)::value;
+    constexpr bool is_noisy = decltype(noisy_c)::value, thresholded = decltype(thresholded_c)::value;
+    return [=]<class V>(std::size_t j, detail::finite_probe<V>& probe) {
+      const V xv = detail::load<V>(p.x + j), ov = detail::load<V>(p.out + j);
+      // diffusers' conversion: (x − σ_VP·ε̂)/α for ε; α·x − σ_VP·v̂ for v; the output itself for x0.
+      V m0;
+      if constexpr (thresholded) {
+        m0 = detail::clamp_like_std(detail::load<V>(p.m0 + j), V(-bound), V(bound)) / V(bound);
+      } else {
+        m0 = convert(xv, ov);
+        if (clipped) m0 = detail::clamp_like_std(m0, V(-clip), V(clip));
+      }
+      if (p.m0) detail::store(p.m0 + j, m0);
+      if (p.x0) detail::store(p.x0 + j, m0);
+      V next = V(A) * xv + V(C0) * m0;
+      if constexpr (order == 2) {
+        const V d1 = V(ir0) * (m0 - detail::load<V>(p.m1 + j));
+        next = next + V(C1) * d1;
+      } else if constexpr (order == 3) {
+        const V m1 = detail::load<V>(p.m1 + j), m2 = detail::load<V>(p.m2 + j);
+        const V d10 = V(ir0) * (m0 - m1), d11 = V(ir1) * (m1 - m2);
+        const V d1 = d10 + V(q) * (d10 - d11), d2 = V(ir01) * (d10 - d11);
+        next = next + V(C1) * d1 + V(C2) * d2;
+      }
+      if constexpr (is_noisy) next = next + V(S) * detail::load<V>(p.z + j);
+      if (check) {
+        probe.model += ov - ov;
+        probe.state += xv - xv;
+        probe.result += next - next;
+      }
+      detail::store(p.xn + j, next);
+    };
+  };
+  const std::size_t per_item = shape.channels * shape.spatial;
+  const auto run = [&](auto order_c, auto noisy_c) -> int {
+    constexpr bool is_noisy = decltype(noisy_c)::value;
+    if (!plan.threshold)
+      return detail::run_fused_pass<Scalar>(shape.numel(), per_item, plan.vectorize, is_noisy, io.generated, at, [&](const pointers& p) {
+        return make_body(order_c, noisy_c, std::false_type{}, p, Scalar(1));
+      });
+    const std::size_t first_bad = detail::for_each_item(shape.batch, per_item, [&](std::size_t i) -> int {
+      const std::size_t base = i * per_item;
+      pointers p = at(base, nullptr);
+      if (!p.m0) p.m0 = detail::thread_scratch<Scalar, detail::scratch_slot::x0>(per_item).data();
+      if (is_noisy && io.generated.generator) p.z = detail::generated_item_noise<Scalar>(io.generated, per_item, base);
+      Scalar* const m0 = p.m0;
+      const int mask = detail::run_range<Scalar>(0, per_item, plan.vectorize, [=]<class V>(std::size_t j, detail::finite_probe<V>& probe) {
+        const V xv = detail::load<V>(p.x + j), ov = detail::load<V>(p.out + j);
+        if (check) {
+          probe.model += ov - ov;
+          probe.state += xv - xv;
+        }
+        detail::store(m0 + j, convert(xv, ov));
+      });
+      if (mask != 0) return mask;
+      const Scalar bound = detail::threshold_bound<Scalar>(std::span<const Scalar>(m0, per_item), *plan.threshold);
+      return detail::run_range<Scalar>(0, per_item, plan.vectorize, make_body(order_c, noisy_c, std::true_type{}, p, bound));
+    });
+    return first_bad < shape.batch ? 1 : 0;
+  };
+  using one = std::integral_constant<int, 1>;
+  using two = std::integral_constant<int, 2>;
+  using three = std::integral_constant<int, 3>;
+  const auto with_noise = [&](auto order_c) {
+    return noisy ? run(order_c, std::true_type{}) : run(order_c, std::false_type{});
+  };
+  return c.order == 1 ? with_noise(one{}) : c.order == 2 ? with_noise(two{}) : with_noise(three{});
+}
+
+}  // namespace detail
+
 /// DPM-Solver++ over a sigma list, with integer model times (a Denoiser taking int t works).
 ///
 /// Example:
@@ -112,10 +266,19 @@ class dpm_solver_sampler {
   /// The solver over a given sigma list (from dpm_solver_sigmas or dpm_solver_timesteps).
   /// \throws diffuse::error for an order outside 1–3, previous_x prediction, a list whose sigmas are not
   ///         strictly decreasing and ≥ 0, or whose model times are not integers.
-  dpm_solver_sampler(sigma_list list, dpm_solver_options options) : options_(options), list_(std::move(list)), id_(detail::next_solver_id()) {
+  dpm_solver_sampler(sigma_list list, dpm_solver_options options) : dpm_solver_sampler(std::move(list), options, 0.0) {}
+
+ protected:
+  /// With edm_sigma_data > 0 the solver of EDMDPMSolverMultistepScheduler (edm_dpm_solver_sampler): the
+  /// state is x_σ = x0 + σ·ε (α = 1, σ_VP = σ), x̂0 = c_skip·x + c_out·F, fractional model times allowed.
+  dpm_solver_sampler(sigma_list list, dpm_solver_options options, double edm_sigma_data)
+      : options_(options), list_(std::move(list)), id_(detail::next_solver_id()), edm_(edm_sigma_data) {
     if (options_.order < 1 || options_.order > 3)
       detail::fail(error_kind::sampler, "DPM-Solver++ order = ", options_.order, "; expected solver_order 1, 2 or 3");
-    detail::refuse_flow_prediction(options_.prediction, "DPM-Solver++");
+    if (!list_.flow) detail::refuse_flow_prediction(options_.prediction, "DPM-Solver++");
+    if (list_.flow && options_.prediction == prediction_type::flow_prediction && !data_form())
+      detail::fail(error_kind::sampler, "flow_prediction with the noise-form algorithm ", options_.algorithm == dpm_algorithm::dpmsolver ? "dpmsolver" : "sde-dpmsolver",
+                   "; expected dpmsolver++ or sde-dpmsolver++ (diffusers converts a flow output only to x0)");
     if (options_.prediction == prediction_type::previous_x)
       detail::fail(error_kind::sampler, "DPM-Solver++ needs a model that predicts epsilon, sample or v_prediction; got previous_x");
     if (options_.threshold) x0_processing{.threshold = options_.threshold}.validate();
@@ -138,7 +301,9 @@ class dpm_solver_sampler {
         detail::fail(error_kind::timesteps, "sigma ", i, " = ", s, " of the list; expected finite sigmas, strictly decreasing (the "
                                             "final one may repeat the last), > 0 except the final one");
     }
-    for (std::size_t i = 0; i < n; ++i) {
+    for (std::size_t i = 0; i < n && edm_ > 0.0; ++i)  // only for the error messages of a non-finite step
+      timesteps_.push_back(static_cast<int>(std::lround(list_.model_times[i])));
+    for (std::size_t i = 0; i < n && edm_ == 0.0; ++i) {
       const double t = list_.model_times[i];
       if (t != std::trunc(t) || t < 0.0)
         detail::fail(error_kind::timesteps, "model time ", i, " = ", t, "; DPM-Solver++ gives the model integer timesteps >= 0 "
@@ -147,6 +312,8 @@ class dpm_solver_sampler {
     }
   }
 
+
+ public:
   /// Number of positions (model evaluations).
   int num_steps() const noexcept { return static_cast<int>(timesteps_.size()); }
   /// The integer training timestep the model is given at position k.
@@ -162,10 +329,16 @@ class dpm_solver_sampler {
   const sigma_list& sigmas() const noexcept { return list_; }
   /// Always 1: the model sees the VP sample itself.
   double input_scale(int) const noexcept { return 1.0; }
-  /// The state at position k is a·x0 + b·ε with {a, b} = {α, σ_VP} of σ_k (diffusers' add_noise).
+  /// The state at position k is a·x0 + b·ε with {a, b} = {α, σ_VP} of σ_k (diffusers' add_noise; with flow
+  /// sigmas {1 − σ_k, σ_k}, diffusers' scale_noise).
   std::pair<double, double> noising(int k) const {
-    const double s = sigma(k), a = 1.0 / std::sqrt(s * s + 1.0);
-    return {a, s * a};
+    const double s = sigma(k);
+    return {list_.alpha(s), list_.sigma_vp(s)};
+  }
+  /// The ᾱ guidance hooks see at position k: α²/(α² + σ_VP²) (1/(σ² + 1) unless the sigmas are flow sigmas).
+  double guidance_alpha_bar(int k) const {
+    const double s = sigma(k), a = list_.alpha(s), v = list_.sigma_vp(s);
+    return a * a / (a * a + v * v);
   }
   /// Always 1: the chain starts from standard normal noise (init_noise_sigma = 1).
   double initial_scale() const noexcept { return 1.0; }
@@ -203,36 +376,28 @@ class dpm_solver_sampler {
     return 3;
   }
 
-  /// The per-step coefficients: x' = a·x + c0·D0 + c1·D1 + c2·D2 + noise·z, with D1's and D2's r factors.
-  struct step_coefficients {
-    int order = 1;        ///< the order this step runs at (1–3)
-    double a = 0;         ///< factor of x
-    double c0 = 0;        ///< factor of D0 = x̂0 of this step
-    double c1 = 0;        ///< factor of D1, the first difference of the history
-    double c2 = 0;        ///< factor of D2, the second difference (order 3)
-    double noise = 0;     ///< factor of the step noise z (SDE variants; 0 otherwise)
-    double inv_r0 = 0;    ///< 1/r0
-    double inv_r1 = 0;    ///< 1/r1
-    double q = 0;         ///< r0/(r0 + r1)
-    double inv_r01 = 0;   ///< 1/(r0 + r1)
-    double x0_from_x = 0;    ///< x̂0 = x0_from_x·x + x0_from_out·out
-    double x0_from_out = 0;  ///< see x0_from_x
-    double alpha_s = 1;      ///< α at σ_k
-    double sigma_vp_s = 0;   ///< σ_VP at σ_k (ε: x̂0 = (x − σ_VP·ε̂)/α)
-  };
+  /// The per-step coefficients (dpm_step_coefficients).
+  using step_coefficients = dpm_step_coefficients;
 
   /// The coefficients of position k at the given order (computed in double).
   step_coefficients coefficients(int k, int order) const {
     detail::check_position(k, num_steps());
     step_coefficients c;
     c.order = order;
-    const auto alpha = [](double s) { return 1.0 / std::sqrt(s * s + 1.0); };
-    const auto lambda = [&](double s) { return std::log(alpha(s)) - std::log(s * alpha(s)); };
+    // EDM's variable x_σ has α = 1, σ_VP = σ; flow lists α = 1 − σ, σ_VP = σ; VP lists α = 1/√(σ² + 1), σ_VP = σα.
+    const bool edm = edm_ > 0.0;
+    const auto alpha = [&](double s) { return edm ? 1.0 : list_.alpha(s); };
+    const auto sigma_vp = [&](double s) { return edm ? s : list_.sigma_vp(s); };
+    const auto lambda = [&](double s) { return std::log(alpha(s)) - std::log(sigma_vp(s)); };
     const double s0 = sigma(k), st = sigma(k + 1);
-    const double a0 = alpha(s0), v0 = s0 * a0;
+    const double a0 = alpha(s0), v0 = sigma_vp(s0);
     c.alpha_s = a0;
     c.sigma_vp_s = v0;
-    switch (options_.prediction) {
+    if (edm) {  // EDM's precondition_outputs: x̂0 = c_skip·x + c_out·F, c_out negated for v_prediction
+      const double d2 = edm_ * edm_;
+      c.x0_from_x = d2 / (s0 * s0 + d2);
+      c.x0_from_out = (options_.prediction == prediction_type::v_prediction ? -1.0 : 1.0) * s0 * edm_ / std::sqrt(s0 * s0 + d2);
+    } else switch (options_.prediction) {
       case prediction_type::epsilon:
         c.x0_from_x = 1.0 / a0;
         c.x0_from_out = -v0 / a0;
@@ -240,6 +405,10 @@ class dpm_solver_sampler {
       case prediction_type::v_prediction:
         c.x0_from_x = a0;
         c.x0_from_out = -v0;
+        break;
+      case prediction_type::flow_prediction:  // x̂0 = x − σ·v, as diffusers (1·x and −σ·v round as x − σ·v)
+        c.x0_from_x = 1.0;
+        c.x0_from_out = -s0;
         break;
       default:
         c.x0_from_out = 1.0;
@@ -255,7 +424,7 @@ class dpm_solver_sampler {
       c.a = 1.0;
       return c;
     }
-    const double at = alpha(st), vt = st * at;
+    const double at = alpha(st), vt = sigma_vp(st);
     const double h = lambda(st) - lambda(s0);
     if (!data_form()) {  // the ε̂ form: x' = (α_t/α_s0)·x − σ_VP,t(e^h − 1)·D0 − …
       const bool sde_eps = options_.algorithm == dpm_algorithm::sde_dpmsolver;
@@ -332,110 +501,12 @@ class dpm_solver_sampler {
     Scalar* m0p = slots ? state.slot(static_cast<std::size_t>(taken) % slots).data() : nullptr;
     const Scalar* m1p = c.order >= 2 ? state.slot(static_cast<std::size_t>(taken - 1) % slots).data() : nullptr;
     const Scalar* m2p = c.order >= 3 ? state.slot(static_cast<std::size_t>(taken - 2) % slots).data() : nullptr;
-    const auto px = static_cast<Scalar>(c.x0_from_x), po = static_cast<Scalar>(c.x0_from_out);
-    const auto A = static_cast<Scalar>(c.a), C0 = static_cast<Scalar>(c.c0), C1 = static_cast<Scalar>(c.c1), C2 = static_cast<Scalar>(c.c2);
-    const auto S = static_cast<Scalar>(c.noise), ir0 = static_cast<Scalar>(c.inv_r0), ir1 = static_cast<Scalar>(c.inv_r1);
-    const auto q = static_cast<Scalar>(c.q), ir01 = static_cast<Scalar>(c.inv_r01);
-    const auto ae = static_cast<Scalar>(c.alpha_s), ve = static_cast<Scalar>(c.sigma_vp_s);
-    const bool check = options_.check_finite;
-    // The conversion of the model output into what the history holds, as diffusers' convert_model_output:
-    // data form 1: (x − σ_VP·ε̂)/α, 2: x0_from_x·x + x0_from_out·out (v, or x0 itself); noise form 3: ε̂
-    // itself, 4: (x − α·x̂0)/σ_VP from x0, 5: α·v̂ + σ_VP·x from v.
     const prediction_type pt = options_.prediction;
-    const int conv = data_form() ? (pt == prediction_type::epsilon ? 1 : 2)
+    const int conv = data_form() ? (pt == prediction_type::epsilon ? (edm_ ? 2 : 1) : 2)
                                  : (pt == prediction_type::epsilon ? 3 : pt == prediction_type::sample ? 4 : 5);
-    const auto convert = [=]<class V>(const V& xv, const V& ov) -> V {
-      switch (conv) {
-        case 1: return (xv - V(ve) * ov) / V(ae);
-        case 3: return ov;
-        case 4: return (xv - V(ae) * ov) / V(ve);
-        case 5: return V(ae) * ov + V(ve) * xv;
-        default: return V(px) * xv + V(po) * ov;
-      }
-    };
-    struct pointers {
-      const Scalar *x, *out, *z, *m1, *m2;
-      Scalar *m0, *xn, *x0;
-    };
-    const auto at = [&](std::size_t base, std::nullptr_t) {
-      return pointers{io.x.data() + base,
-                      io.model_output.data() + base,
-                      noisy && !io.noise.empty() ? io.noise.data() + base : nullptr,
-                      m1p ? m1p + base : nullptr,
-                      m2p ? m2p + base : nullptr,
-                      m0p ? m0p + base : nullptr,
-                      io.x_next.data() + base,
-                      io.x0.empty() ? nullptr : io.x0.data() + base};
-    };
-    // The element body. Thresholded: m0 is the item's x̂0 already in p.m0, clamped to [−s, s] and divided
-    // by s here (dynamic thresholding needs the whole item's x̂0 for s, so it takes two passes).
-    const auto make_body = [&](auto order_c, auto noisy_c, auto thresholded_c, const pointers& p, Scalar bound) {
-      constexpr int order = decltype(order_c)::value;
-      constexpr bool is_noisy = decltype(noisy_c)::value, thresholded = decltype(thresholded_c)::value;
-      return [=]<class V>(std::size_t j, detail::finite_probe<V>& probe) {
-        const V xv = detail::load<V>(p.x + j), ov = detail::load<V>(p.out + j);
-        // diffusers' conversion: (x − σ_VP·ε̂)/α for ε; α·x − σ_VP·v̂ for v; the output itself for x0.
-        V m0;
-        if constexpr (thresholded) {
-          m0 = detail::clamp_like_std(detail::load<V>(p.m0 + j), V(-bound), V(bound)) / V(bound);
-        } else {
-          m0 = convert(xv, ov);
-        }
-        if (p.m0) detail::store(p.m0 + j, m0);
-        if (p.x0) detail::store(p.x0 + j, m0);
-        V next = V(A) * xv + V(C0) * m0;
-        if constexpr (order == 2) {
-          const V d1 = V(ir0) * (m0 - detail::load<V>(p.m1 + j));
-          next = next + V(C1) * d1;
-        } else if constexpr (order == 3) {
-          const V m1 = detail::load<V>(p.m1 + j), m2 = detail::load<V>(p.m2 + j);
-          const V d10 = V(ir0) * (m0 - m1), d11 = V(ir1) * (m1 - m2);
-          const V d1 = d10 + V(q) * (d10 - d11), d2 = V(ir01) * (d10 - d11);
-          next = next + V(C1) * d1 + V(C2) * d2;
-        }
-        if constexpr (is_noisy) next = next + V(S) * detail::load<V>(p.z + j);
-        if (check) {
-          probe.model += ov - ov;
-          probe.state += xv - xv;
-          probe.result += next - next;
-        }
-        detail::store(p.xn + j, next);
-      };
-    };
-    const std::size_t per_item = shape.channels * shape.spatial;
-    const auto run = [&](auto order_c, auto noisy_c) -> int {
-      constexpr bool is_noisy = decltype(noisy_c)::value;
-      if (!options_.threshold)
-        return detail::run_fused_pass<Scalar>(shape.numel(), per_item, options_.vectorize, is_noisy, io.generated, at, [&](const pointers& p) {
-          return make_body(order_c, noisy_c, std::false_type{}, p, Scalar(1));
-        });
-      const std::size_t first_bad = detail::for_each_item(shape.batch, per_item, [&](std::size_t i) -> int {
-        const std::size_t base = i * per_item;
-        pointers p = at(base, nullptr);
-        if (!p.m0) p.m0 = detail::thread_scratch<Scalar, detail::scratch_slot::x0>(per_item).data();
-        if (is_noisy && io.generated.generator) p.z = detail::generated_item_noise<Scalar>(io.generated, per_item, base);
-        Scalar* const m0 = p.m0;
-        const int mask = detail::run_range<Scalar>(0, per_item, options_.vectorize, [=]<class V>(std::size_t j, detail::finite_probe<V>& probe) {
-          const V xv = detail::load<V>(p.x + j), ov = detail::load<V>(p.out + j);
-          if (check) {
-            probe.model += ov - ov;
-            probe.state += xv - xv;
-          }
-          detail::store(m0 + j, convert(xv, ov));
-        });
-        if (mask != 0) return mask;
-        const Scalar bound = detail::threshold_bound<Scalar>(std::span<const Scalar>(m0, per_item), *options_.threshold);
-        return detail::run_range<Scalar>(0, per_item, options_.vectorize, make_body(order_c, noisy_c, std::true_type{}, p, bound));
-      });
-      return first_bad < shape.batch ? 1 : 0;
-    };
-    using one = std::integral_constant<int, 1>;
-    using two = std::integral_constant<int, 2>;
-    using three = std::integral_constant<int, 3>;
-    const auto with_noise = [&](auto order_c) {
-      return noisy ? run(order_c, std::true_type{}) : run(order_c, std::false_type{});
-    };
-    const int mask = c.order == 1 ? with_noise(one{}) : c.order == 2 ? with_noise(two{}) : with_noise(three{});
+    const int mask = detail::dpm_step_pass<Scalar>({.c = c, .conversion = conv, .threshold = options_.threshold,
+                                                    .check = options_.check_finite, .vectorize = options_.vectorize},
+                                                   io, shape, m0p, m1p, m2p, noisy);
     if (mask != 0)
       detail::fail_non_finite<Scalar>(k, timesteps_[static_cast<std::size_t>(k)], io.model_output, 1, io.x, std::span<const Scalar>(io.x_next), shape);
     state.advance(k);
@@ -446,6 +517,7 @@ class dpm_solver_sampler {
   sigma_list list_;
   std::vector<int> timesteps_;
   std::uint64_t id_ = 0;
+  double edm_ = 0.0;  // EDM's σ_data; 0 for the VP solver
 };
 
 DIFFUSE_END_NAMESPACE

@@ -21,6 +21,7 @@
 #include <cmath>
 #include <cstdint>
 #include <span>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -48,6 +49,33 @@ struct euler_options {
 };
 
 namespace detail {
+
+/// What an Euler step (with churn) needs besides its buffers; computed in double once per step.
+struct euler_step_plan {
+  double sigma_hat = 0;         ///< σ̂ = σ(γ + 1)
+  double dt = 0;                ///< σ_next − σ̂
+  double noise_scale = 1;       ///< s_noise
+  double churn = 0;             ///< √(σ̂² − σ²): with s_noise, the factor of the churn noise
+  double next_input_scale = 1;  ///< the factor of the next model input (next_model_input)
+  bool check = true;            ///< report non-finite values in the mask
+  bool vectorize = true;        ///< false: the scalar reference loop
+};
+
+/// The Euler step with churn, shared by euler_sampler and edm_euler_sampler: x̂ = x + s_noise·churn·z when
+/// noisy; x̂0 = x0_of(x̂, out); x' = x̂ + (x̂ − x̂0)/σ̂·dt, in run_one_step_pass (which also stores x̂0 and the
+/// next model input when asked, and raises the [diffuse.numeric] error of step k, model time t).
+template <Real Scalar, class X0>
+void euler_step_pass(int k, int t, const euler_step_plan& plan, const solver_buffers<Scalar>& io, const sample_shape& shape, bool noisy,
+                     const X0& x0_of) {
+  const auto sh = static_cast<Scalar>(plan.sigma_hat), dt = static_cast<Scalar>(plan.dt);
+  const auto churn = static_cast<Scalar>(plan.noise_scale * plan.churn);
+  run_one_step_pass<Scalar>(k, t, io, shape, noisy, plan.vectorize, plan.check, static_cast<Scalar>(plan.next_input_scale),
+                            [=]<class V>(V xv, V ov, V z, auto noisy_c) {
+    if constexpr (decltype(noisy_c)::value) xv = xv + z * V(churn);
+    const V x0 = x0_of(xv, ov);
+    return one_step_values<V>{x0, xv + (xv - x0) / V(sh) * V(dt)};
+  });
+}
 
 /// What Euler and Euler ancestral share: the sigma list, the model-time and scaling rules.
 class euler_family {
@@ -82,6 +110,9 @@ class euler_family {
  protected:
   euler_family(sigma_list list, bool leading, prediction_type prediction) : list_(std::move(list)), id_(next_solver_id()) {
     refuse_flow_prediction(prediction, "The Euler solvers (euler_sampler, euler_ancestral_sampler)");
+    if (list_.flow)
+      fail(error_kind::sampler, "the Euler solvers with a flow sigma list; expected VP sigmas (flow sigmas serve DPM-Solver++ and UniPC; "
+                                "flow_euler_sampler integrates flow models)");
     if (prediction == prediction_type::previous_x)
       fail(error_kind::sampler, "the Euler solvers need a model that predicts epsilon, sample or v_prediction; got previous_x");
     const std::size_t n = list_.model_times.size();
@@ -153,47 +184,16 @@ class euler_sampler : public detail::euler_family {
     const bool noisy = adds_noise(k);
     detail::check_solver_buffers(io, shape, noisy);
     const double s = sigma(k), g = gamma(k), s_hat = s * (g + 1.0);
-    const auto sh = static_cast<Scalar>(s_hat), dt = static_cast<Scalar>(sigma(k + 1) - s_hat);
-    const auto noise_scale = static_cast<Scalar>(options_.s_noise);
-    const auto churn = static_cast<Scalar>(std::sqrt(std::max(0.0, s_hat * s_hat - s * s)));
+    const auto sh = static_cast<Scalar>(s_hat);
     const auto vx = static_cast<Scalar>(s * s + 1.0), vo = static_cast<Scalar>(-s / std::sqrt(s * s + 1.0));
     const prediction_type pred = options_.prediction;
-    const bool check = options_.check_finite;
-    struct pointers {
-      const Scalar *x, *out, *z;
-      Scalar *xn, *x0, *ni;
-    };
-    const auto at = [&](std::size_t base, std::nullptr_t) {
-      return pointers{io.x.data() + base, io.model_output.data() + base, noisy && !io.noise.empty() ? io.noise.data() + base : nullptr,
-                      io.x_next.data() + base, io.x0.empty() ? nullptr : io.x0.data() + base,
-                      io.next_model_input.empty() ? nullptr : io.next_model_input.data() + base};
-    };
-    const auto cin = static_cast<Scalar>(k + 1 < num_steps() ? input_scale(k + 1) : 1.0);
-    const auto run = [&](auto noisy_c) {
-      constexpr bool is_noisy = decltype(noisy_c)::value;
-      return detail::run_fused_pass<Scalar>(shape.numel(), shape.channels * shape.spatial, options_.vectorize, is_noisy, io.generated, at,
-                                            [&](const pointers& p) {
-        return [=]<class V>(std::size_t j, detail::finite_probe<V>& probe) {
-          V xv = detail::load<V>(p.x + j);
-          const V ov = detail::load<V>(p.out + j);
-          if (check) {
-            probe.model += ov - ov;
-            probe.state += xv - xv;
-          }
-          if constexpr (is_noisy) xv = xv + detail::load<V>(p.z + j) * V(noise_scale) * V(churn);
-          const V x0 = pred == prediction_type::epsilon ? xv - V(sh) * ov : pred == prediction_type::v_prediction ? ov * V(vo) + xv / V(vx) : ov;
-          if (p.x0) detail::store(p.x0 + j, x0);
-          const V next = xv + (xv - x0) / V(sh) * V(dt);
-          if (check) probe.result += next - next;
-          detail::store(p.xn + j, next);
-          if (p.ni) detail::store(p.ni + j, next * V(cin));
-        };
-      });
-    };
-    const int mask = noisy ? run(std::true_type{}) : run(std::false_type{});
-    if (mask != 0)
-      detail::fail_non_finite<Scalar>(k, static_cast<int>(std::lround(model_time(k))), io.model_output, 1, io.x,
-                                      std::span<const Scalar>(io.x_next), shape);
+    detail::euler_step_pass<Scalar>(
+        k, static_cast<int>(std::lround(model_time(k))),
+        {.sigma_hat = s_hat, .dt = sigma(k + 1) - s_hat, .noise_scale = options_.s_noise, .churn = std::sqrt(std::max(0.0, s_hat * s_hat - s * s)),
+         .next_input_scale = k + 1 < num_steps() ? input_scale(k + 1) : 1.0, .check = options_.check_finite, .vectorize = options_.vectorize},
+        io, shape, noisy, [=]<class V>(V xv, V ov) {
+          return pred == prediction_type::epsilon ? xv - V(sh) * ov : pred == prediction_type::v_prediction ? ov * V(vo) + xv / V(vx) : ov;
+        });
     state.advance(k);
   }
 
@@ -239,40 +239,14 @@ class euler_ancestral_sampler : public detail::euler_family {
     const auto vx = static_cast<Scalar>(s * s + 1.0), vo = static_cast<Scalar>(-s / std::sqrt(s * s + 1.0));
     const prediction_type pred = options_.prediction;
     const bool check = options_.check_finite;
-    struct pointers {
-      const Scalar *x, *out, *z;
-      Scalar *xn, *x0, *ni;
-    };
-    const auto at = [&](std::size_t base, std::nullptr_t) {
-      return pointers{io.x.data() + base, io.model_output.data() + base, noisy && !io.noise.empty() ? io.noise.data() + base : nullptr,
-                      io.x_next.data() + base, io.x0.empty() ? nullptr : io.x0.data() + base,
-                      io.next_model_input.empty() ? nullptr : io.next_model_input.data() + base};
-    };
     const auto cin = static_cast<Scalar>(k + 1 < num_steps() ? input_scale(k + 1) : 1.0);
-    const auto run = [&](auto noisy_c) {
-      constexpr bool is_noisy = decltype(noisy_c)::value;
-      return detail::run_fused_pass<Scalar>(shape.numel(), shape.channels * shape.spatial, options_.vectorize, is_noisy, io.generated, at,
-                                            [&](const pointers& p) {
-        return [=]<class V>(std::size_t j, detail::finite_probe<V>& probe) {
-          const V xv = detail::load<V>(p.x + j), ov = detail::load<V>(p.out + j);
-          const V x0 = pred == prediction_type::epsilon ? xv - V(ss) * ov : pred == prediction_type::v_prediction ? ov * V(vo) + xv / V(vx) : ov;
-          if (p.x0) detail::store(p.x0 + j, x0);
-          V next = xv + (xv - x0) / V(ss) * V(dt);
-          if constexpr (is_noisy) next = next + detail::load<V>(p.z + j) * V(zs);
-          if (check) {
-            probe.model += ov - ov;
-            probe.state += xv - xv;
-            probe.result += next - next;
-          }
-          detail::store(p.xn + j, next);
-          if (p.ni) detail::store(p.ni + j, next * V(cin));
-        };
-      });
-    };
-    const int mask = noisy ? run(std::true_type{}) : run(std::false_type{});
-    if (mask != 0)
-      detail::fail_non_finite<Scalar>(k, static_cast<int>(std::lround(model_time(k))), io.model_output, 1, io.x,
-                                      std::span<const Scalar>(io.x_next), shape);
+    detail::run_one_step_pass<Scalar>(k, static_cast<int>(std::lround(model_time(k))), io, shape, noisy, options_.vectorize, check, cin,
+                                      [=]<class V>(V xv, V ov, V z, auto noisy_c) {
+      const V x0 = pred == prediction_type::epsilon ? xv - V(ss) * ov : pred == prediction_type::v_prediction ? ov * V(vo) + xv / V(vx) : ov;
+      V next = xv + (xv - x0) / V(ss) * V(dt);
+      if constexpr (decltype(noisy_c)::value) next = next + z * V(zs);
+      return detail::one_step_values<V>{x0, next};
+    });
     state.advance(k);
   }
 

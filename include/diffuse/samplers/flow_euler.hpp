@@ -135,37 +135,14 @@ class flow_euler_sampler {
     const auto x0_coef = static_cast<Scalar>(times_.noise_at_zero ? sigma(k) : -t);
     const auto keep = static_cast<Scalar>(1.0 - tn), renoise = static_cast<Scalar>(tn);
     const bool check = options_.check_finite;
-    struct pointers {
-      const Scalar *x, *out, *z;
-      Scalar *xn, *x0;
-    };
-    const auto at = [&](std::size_t base, std::nullptr_t) {
-      return pointers{io.x.data() + base, io.model_output.data() + base, noisy && !io.noise.empty() ? io.noise.data() + base : nullptr,
-                      io.x_next.data() + base, io.x0.empty() ? nullptr : io.x0.data() + base};
-    };
-    const auto run = [&](auto noisy_c) {
-      constexpr bool is_noisy = decltype(noisy_c)::value;
-      return detail::run_fused_pass<Scalar>(shape.numel(), shape.channels * shape.spatial, options_.vectorize, is_noisy, io.generated, at,
-                                            [&](const pointers& p) {
-        return [=]<class V>(std::size_t j, detail::finite_probe<V>& probe) {
-          const V xv = detail::load<V>(p.x + j), ov = detail::load<V>(p.out + j);
-          const V x0 = xv + V(x0_coef) * ov;
-          if (p.x0) detail::store(p.x0 + j, x0);
-          V next = stochastic ? x0 * V(keep) : xv + V(dt) * ov;
-          if constexpr (is_noisy) next = next + detail::load<V>(p.z + j) * V(renoise);
-          if (check) {
-            probe.model += ov - ov;
-            probe.state += xv - xv;
-            probe.result += next - next;
-          }
-          detail::store(p.xn + j, next);
-        };
-      });
-    };
-    const int mask = noisy ? run(std::true_type{}) : run(std::false_type{});
-    if (mask != 0)
-      detail::fail_non_finite<Scalar>(k, static_cast<int>(std::lround(model_time(k))), io.model_output, 1, io.x,
-                                      std::span<const Scalar>(io.x_next), shape);
+    // The model input is the state itself (input_scale 1), so a next_model_input buffer receives a copy.
+    detail::run_one_step_pass<Scalar>(k, static_cast<int>(std::lround(model_time(k))), io, shape, noisy, options_.vectorize, check, Scalar(1),
+                                      [=]<class V>(V xv, V ov, V z, auto noisy_c) {
+      const V x0 = xv + V(x0_coef) * ov;
+      V next = stochastic ? x0 * V(keep) : xv + V(dt) * ov;
+      if constexpr (decltype(noisy_c)::value) next = next + z * V(renoise);
+      return detail::one_step_values<V>{x0, next};
+    });
     state.advance(k);
   }
 

@@ -2,7 +2,9 @@
 /// \file
 /// The time grid of flow-matching (rectified-flow) models: diffusers' FlowMatchEulerDiscreteScheduler
 /// set_timesteps() (shift, resolution-dependent shifting with μ, shift_terminal, invert_sigmas, custom
-/// sigmas or timesteps) and the plain grid of N equal steps that robot-policy flow models integrate (SPEC §12).
+/// sigmas or timesteps) and the plain grid of N equal steps that robot-policy flow models integrate (SPEC §12);
+/// also the flow sigmas of the multistep solvers (DPMSolverMultistepScheduler's and UniPCMultistepScheduler's
+/// use_flow_sigmas, which build their grids differently: dpm_solver_flow_sigmas, unipc_flow_sigmas).
 ///
 /// A flow model sees x_σ = (1 − σ)·x0 + σ·ε, σ ∈ [0, 1], and predicts the velocity v = dx/dσ = ε − x0.
 /// The grid is a list of N + 1 times t_0 … t_N (diffusers' scheduler.sigmas, the final one appended) and
@@ -25,6 +27,8 @@
 #include <vector>
 
 #include "diffuse/error.hpp"
+#include "diffuse/samplers/sigmas.hpp"
+#include "diffuse/schedule.hpp"
 #include "diffuse/version.hpp"
 
 namespace diffuse {
@@ -254,6 +258,117 @@ inline flow_times flow_uniform_times(int num_steps, flow_direction direction = f
     out.times.push_back(out.noise_at_zero ? u : 1.0 - u);
   }
   for (int k = 0; k < num_steps; ++k) out.model_times.push_back(out.times[static_cast<std::size_t>(k)] * time_scale);
+  return out;
+}
+
+/// Options of the flow sigmas of DPM-Solver++ and UniPC (diffusers' use_flow_sigmas = true with
+/// prediction_type flow_prediction), named as those classes' config keys.
+struct multistep_flow_options {
+  double flow_shift = 1.0;  ///< flow_shift: σ' = s·σ / (1 + (s − 1)·σ), s > 0
+  /// set_timesteps(mu=) with use_dynamic_shifting: DPM-Solver++ then shifts by e^μ (exponential only),
+  /// UniPC applies the time shift of time_shift_type with μ instead of flow_shift.
+  std::optional<double> mu = std::nullopt;
+  flow_time_shift_type time_shift_type = flow_time_shift_type::exponential;  ///< time_shift_type (UniPC; DPM-Solver++: exponential)
+  std::optional<double> shift_terminal = std::nullopt;  ///< shift_terminal (UniPC only), in (0, 1)
+  final_sigma final_type = final_sigma::zero;           ///< final_sigmas_type
+};
+
+namespace detail {
+inline void check_multistep_flow(const noise_schedule& schedule, int n, const multistep_flow_options& o, const char* solver) {
+  if (n < 1 || n > schedule.size())
+    fail(error_kind::timesteps, "num_inference_steps = ", n, " with flow sigmas; expected 1 to num_train_timesteps = ", schedule.size());
+  if (!o.mu && !(o.flow_shift > 0.0 && std::isfinite(o.flow_shift)))
+    fail(error_kind::timesteps, "flow_shift = ", o.flow_shift, "; expected a finite flow_shift > 0 (1: no shift)");
+  if (o.mu && !(std::isfinite(*o.mu) && *o.mu <= 700.0))
+    fail(error_kind::timesteps, "mu = ", *o.mu, " with ", solver, "'s flow sigmas; expected a finite mu <= 700");
+  if (o.shift_terminal && !(*o.shift_terminal > 0.0 && *o.shift_terminal < 1.0))
+    fail(error_kind::timesteps, "shift_terminal = ", *o.shift_terminal, "; expected 0 < shift_terminal < 1");
+}
+
+/// Model times of flow sigmas: σ·T truncated to an integer, as diffusers' cast to int64.
+inline sigma_list finish_multistep_flow(std::vector<double> s, double final_value, int T) {
+  sigma_list out;
+  out.flow = true;
+  for (double v : s) out.model_times.push_back(std::trunc(v * static_cast<double>(T)));
+  s.push_back(final_value);
+  out.sigmas = std::move(s);
+  return out;
+}
+}  // namespace detail
+
+/// The flow sigmas of DPMSolverMultistepScheduler.set_timesteps(N) with use_flow_sigmas: σ_j =
+/// shift(1 − a_{N−j}) for j = 0 … N − 1 with a = linspace(1, 1/T, N + 1) (so σ_0 = shift(1 − 1/T) < 1),
+/// shift = flow_shift, or e^μ when μ is given (use_dynamic_shifting); model times trunc(σ·T); the final σ
+/// 0 (final_sigmas_type zero) or the VP σ of the schedule's first timestep, √((1 − ᾱ_0)/ᾱ_0)
+/// (sigma_min, as diffusers computes it even for flow sigmas). The list is marked `flow`: α = 1 − σ.
+///
+/// Example:
+/// \code
+/// const diffuse::dpm_solver_sampler solver(diffuse::dpm_solver_flow_sigmas(schedule, 20, {.flow_shift = 3.0}),
+///                                          {.prediction = diffuse::prediction_type::flow_prediction});
+/// \endcode
+/// \throws diffuse::error for N outside 1 … T, flow_shift <= 0, a μ that is not finite, the linear time
+///         shift or shift_terminal (DPMSolverMultistepScheduler has neither), or a list that is not strictly
+///         decreasing (a final sigma_min above the last flow σ).
+inline sigma_list dpm_solver_flow_sigmas(const noise_schedule& schedule, int num_inference_steps, const multistep_flow_options& o = {}) {
+  detail::check_multistep_flow(schedule, num_inference_steps, o, "DPM-Solver++");
+  if (o.mu && o.time_shift_type != flow_time_shift_type::exponential)
+    detail::fail(error_kind::timesteps, "mu with the linear time shift in DPM-Solver++'s flow sigmas; expected time_shift_type exponential "
+                                        "(diffusers sets flow_shift = exp(mu) and accepts nothing else)");
+  if (o.shift_terminal)
+    detail::fail(error_kind::timesteps, "shift_terminal with DPM-Solver++'s flow sigmas; expected none (DPMSolverMultistepScheduler has "
+                                        "no shift_terminal; UniPC has)");
+  const int T = schedule.size(), n = num_inference_steps;
+  const double shift = o.mu ? std::exp(*o.mu) : o.flow_shift;
+  // numpy.linspace(1, 1/T, N + 1): start + i·step, the last point exactly 1/T.
+  const double stop = 1.0 / static_cast<double>(T), step = (stop - 1.0) / static_cast<double>(n);
+  std::vector<double> s(static_cast<std::size_t>(n));
+  for (int j = 0; j < n; ++j) {
+    const int i = n - j;  // flipped: σ_0 comes from the last linspace point
+    const double a = i == n ? stop : static_cast<double>(i) * step + 1.0;
+    s[static_cast<std::size_t>(j)] = flow_shift_sigma(1.0 - a, shift);
+  }
+  const double ab0 = schedule.alpha_bar(0);
+  const auto out = detail::finish_multistep_flow(std::move(s), o.final_type == final_sigma::zero ? 0.0 : std::sqrt((1.0 - ab0) / ab0), T);
+  for (std::size_t i = 1; i < out.sigmas.size(); ++i)
+    if (!(out.sigmas[i] < out.sigmas[i - 1]))
+      detail::fail(error_kind::timesteps, "flow sigma ", i, " = ", out.sigmas[i], " after ", out.sigmas[i - 1],
+                   "; expected strictly decreasing flow sigmas (with final_sigmas_type sigma_min the schedule's smallest VP sigma must lie "
+                   "below the last flow sigma: use fewer steps or final_sigmas_type zero)");
+  return out;
+}
+
+/// The flow sigmas of UniPCMultistepScheduler.set_timesteps(N) with use_flow_sigmas: linspace(1, 1/T, N + 1)
+/// without its last point, shifted by flow_shift (or, with μ, the time shift of time_shift_type), stretched
+/// to shift_terminal, and σ_0 lowered by 10⁻⁶ when within 10⁻⁶ of 1 (diffusers' guard against log 0); model
+/// times trunc(σ·T); the final σ 0 (zero) or a repeat of the last σ (sigma_min: the last step is then
+/// the identity). The list is marked `flow`: α = 1 − σ.
+/// \throws diffuse::error for N outside 1 … T, flow_shift <= 0, a μ that is not finite (or <= 0 with the
+///         linear shift), a shift_terminal outside (0, 1) or with N = 1.
+inline sigma_list unipc_flow_sigmas(const noise_schedule& schedule, int num_inference_steps, const multistep_flow_options& o = {}) {
+  detail::check_multistep_flow(schedule, num_inference_steps, o, "UniPC");
+  if (o.mu && o.time_shift_type == flow_time_shift_type::linear && !(*o.mu > 0.0))
+    detail::fail(error_kind::timesteps, "mu = ", *o.mu, " with the linear time shift; expected mu > 0");
+  const int T = schedule.size(), n = num_inference_steps;
+  const double stop = 1.0 / static_cast<double>(T), step = (stop - 1.0) / static_cast<double>(n);
+  std::vector<double> s(static_cast<std::size_t>(n));
+  for (int i = 0; i < n; ++i) {
+    const double base = static_cast<double>(i) * step + 1.0;
+    s[static_cast<std::size_t>(i)] = o.mu ? flow_time_shift(base, *o.mu, o.time_shift_type) : flow_shift_sigma(base, o.flow_shift);
+  }
+  if (o.shift_terminal) {
+    const double last = 1.0 - s.back();
+    if (!(last > 0.0))
+      detail::fail(error_kind::timesteps, "shift_terminal with a grid whose last sigma is ", s.back(), "; expected at least 2 steps");
+    const double scale = last / (1.0 - *o.shift_terminal);
+    for (auto& v : s) v = 1.0 - (1.0 - v) / scale;
+  }
+  if (std::abs(s.front() - 1.0) < 1e-6) s.front() -= 1e-6;
+  const double final_value = o.final_type == final_sigma::zero ? 0.0 : s.back();
+  auto out = detail::finish_multistep_flow(std::move(s), final_value, T);
+  for (std::size_t i = 0; i < out.sigmas.size(); ++i)
+    if (!detail::valid_list_sigma(out.sigmas, i) || out.sigmas[i] >= 1.0)
+      detail::fail(error_kind::timesteps, "flow sigma ", i, " = ", out.sigmas[i], "; expected flow sigmas in [0, 1), strictly decreasing");
   return out;
 }
 

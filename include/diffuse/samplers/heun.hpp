@@ -65,6 +65,8 @@ class heun_sampler {
   heun_sampler(sigma_list list, heun_options options, bool leading = false)
       : options_(options), list_(std::move(list)), id_(detail::next_solver_id()) {
     detail::refuse_flow_prediction(options_.prediction, "The Heun solver");
+    if (list_.flow)
+      detail::fail(error_kind::sampler, "the Heun solver with a flow sigma list; expected VP sigmas (flow_heun_sampler integrates flow models)");
     if (options_.prediction == prediction_type::previous_x)
       detail::fail(error_kind::sampler, "the Heun solver needs a model that predicts epsilon, sample or v_prediction; got previous_x");
     if (options_.clip_sample_range && !(*options_.clip_sample_range > 0.0))

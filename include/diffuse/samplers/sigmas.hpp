@@ -66,6 +66,14 @@ struct sigma_options {
 struct sigma_list {
   std::vector<double> sigmas;       ///< σ_0 > σ_1 > … > σ_N ≥ 0 (position k steps from sigmas[k] to sigmas[k+1])
   std::vector<double> model_times;  ///< the training-time value the model is given at position k (N entries)
+  /// Flow sigmas (diffusers' use_flow_sigmas, for DPM-Solver++ and UniPC only): σ ∈ [0, 1) is the flow
+  /// noise level, x = (1 − σ)·x0 + σ·ε, so α = 1 − σ and σ_VP = σ instead of 1/√(σ² + 1) and σ·α.
+  bool flow = false;
+
+  /// α at σ: 1 − σ for flow sigmas, 1/√(σ² + 1) otherwise.
+  double alpha(double sigma) const { return flow ? 1.0 - sigma : 1.0 / std::sqrt(sigma * sigma + 1.0); }
+  /// σ_VP at σ (the noise factor of the state): σ for flow sigmas, σ·α otherwise.
+  double sigma_vp(double sigma) const { return flow ? sigma : sigma * alpha(sigma); }
 };
 
 /// σ_t = √((1 − ᾱ_t)/ᾱ_t) for every training timestep t (increasing in t, except as below).

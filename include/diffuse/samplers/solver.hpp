@@ -265,6 +265,10 @@ void solve(const Sampler& sampler, Model&& model, std::span<Scalar> x, const sam
     detail::fail(error_kind::shape, "x has ", x.size(), " elements; expected batch ", shape.batch, " x channels ", shape.channels,
                  " x spatial ", shape.spatial, " = ", numel);
   if constexpr (!guidance_type::empty) guidance.validate(n);
+  if constexpr (guidance_type::needs_gradient && requires { sampler.sigmas().flow; })
+    if (sampler.sigmas().flow)
+      detail::fail(error_kind::guidance, "classifier guidance with flow sigmas: apply_score_guidance converts at the VP sigma; expected "
+                                         "VP sigmas (or classifier-free guidance, which needs no gradient)");
   auto& ws = workspace;
   if (ws.model_output.size() != numel) ws.model_output.assign(numel, Scalar(0));
   if (ws.x_next.size() != numel) ws.x_next.assign(numel, Scalar(0));
@@ -399,6 +403,59 @@ void check_solver_buffers(const solver_buffers<Scalar>& b, const sample_shape& s
 
 inline void check_position(int k, int n) {
   if (k < 0 || k >= n) fail(error_kind::argument, "step index ", k, " is out of range; expected 0 <= k < ", n);
+}
+
+/// What one element's update of a one-step solver produces: the x̂0 it used and the next state.
+template <class V>
+struct one_step_values {
+  V x0;    ///< x̂0 at this element (stored when the step was given an x0 buffer)
+  V next;  ///< the state at the next position
+};
+
+/// The fused pass the one-step solvers share (Euler, Euler ancestral, flow Euler): one pass over x, the
+/// model output and, when `noisy`, the noise (a buffer, or generated chunk by chunk), that stores x̂0
+/// (when asked), x_next and (when asked) next_input_scale·x_next, and probes the model output, x and
+/// x_next for non-finite values when `check`. The solver supplies only the per-element maths:
+/// `update(x, out, z, noisy_constant)` returns the one_step_values of one element (or one vector of
+/// elements); z is the noise when `decltype(noisy_constant)::value`, else 0 and not to be used.
+/// (detail::store is named in full here: unqualified, argument-dependent lookup on an xsimd batch finds
+/// xsimd::store, the aligned store, which faults on the unaligned buffers.) Raises the [diffuse.numeric] error of
+/// step k (model time t) on a non-finite value. The caller checks the buffers first.
+template <class Scalar, class Update>
+void run_one_step_pass(int k, int t, const solver_buffers<Scalar>& io, const sample_shape& shape, bool noisy, bool vectorize, bool check,
+                       Scalar next_input_scale, const Update& update) {
+  struct pointers {
+    const Scalar *x, *out, *z;
+    Scalar *xn, *x0, *ni;
+  };
+  const auto at = [&](std::size_t base, std::nullptr_t) {
+    return pointers{io.x.data() + base, io.model_output.data() + base, noisy && !io.noise.empty() ? io.noise.data() + base : nullptr,
+                    io.x_next.data() + base, io.x0.empty() ? nullptr : io.x0.data() + base,
+                    io.next_model_input.empty() ? nullptr : io.next_model_input.data() + base};
+  };
+  const Scalar cin = next_input_scale;
+  const auto run = [&](auto noisy_c) {
+    constexpr bool is_noisy = decltype(noisy_c)::value;
+    return run_fused_pass<Scalar>(shape.numel(), shape.channels * shape.spatial, vectorize, is_noisy, io.generated, at,
+                                  [&](const pointers& p) {
+      return [=]<class V>(std::size_t j, finite_probe<V>& probe) {
+        const V xv = detail::load<V>(p.x + j), ov = detail::load<V>(p.out + j);
+        if (check) {
+          probe.model += ov - ov;
+          probe.state += xv - xv;
+        }
+        V z = V(lane_t<V>(0));
+        if constexpr (is_noisy) z = detail::load<V>(p.z + j);
+        const one_step_values<V> r = update(xv, ov, z, std::bool_constant<is_noisy>{});
+        if (p.x0) detail::store(p.x0 + j, r.x0);
+        if (check) probe.result += r.next - r.next;
+        detail::store(p.xn + j, r.next);
+        if (p.ni) detail::store(p.ni + j, r.next * V(cin));
+      };
+    });
+  };
+  const int mask = noisy ? run(std::true_type{}) : run(std::false_type{});
+  if (mask != 0) fail_non_finite<Scalar>(k, t, io.model_output, 1, io.x, std::span<const Scalar>(io.x_next), shape);
 }
 
 }  // namespace detail

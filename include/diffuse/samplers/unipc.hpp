@@ -109,7 +109,10 @@ class unipc_sampler {
   unipc_sampler(sigma_list list, unipc_options options) : options_(std::move(options)), list_(std::move(list)), id_(detail::next_solver_id()) {
     if (options_.order < 1 || options_.order > 3)
       detail::fail(error_kind::sampler, "UniPC order = ", options_.order, "; expected solver_order 1, 2 or 3");
-    detail::refuse_flow_prediction(options_.prediction, "UniPC");
+    if (!list_.flow) detail::refuse_flow_prediction(options_.prediction, "UniPC");
+    if (options_.prediction == prediction_type::flow_prediction && !options_.predict_x0)
+      detail::fail(error_kind::sampler, "UniPC with flow_prediction and predict_x0 = false; expected predict_x0 = true (diffusers converts a "
+                                        "flow output only to x0)");
     if (options_.prediction == prediction_type::previous_x)
       detail::fail(error_kind::sampler, "UniPC needs a model that predicts epsilon, sample or v_prediction; got previous_x");
     if (options_.threshold) {
@@ -151,10 +154,16 @@ class unipc_sampler {
   const sigma_list& sigmas() const noexcept { return list_; }
   /// Always 1: the model sees the VP sample itself.
   double input_scale(int) const noexcept { return 1.0; }
-  /// The state at position k is a·x0 + b·ε with {a, b} = {α, σ_VP} of σ_k (diffusers' add_noise).
+  /// The state at position k is a·x0 + b·ε with {a, b} = {α, σ_VP} of σ_k (diffusers' add_noise; with flow
+  /// sigmas {1 − σ_k, σ_k}).
   std::pair<double, double> noising(int k) const {
-    const double s = sigma(k), a = 1.0 / std::sqrt(s * s + 1.0);
-    return {a, s * a};
+    const double s = sigma(k);
+    return {list_.alpha(s), list_.sigma_vp(s)};
+  }
+  /// The ᾱ guidance hooks see at position k: α²/(α² + σ_VP²) (1/(σ² + 1) unless the sigmas are flow sigmas).
+  double guidance_alpha_bar(int k) const {
+    const double s = sigma(k), a = list_.alpha(s), v = list_.sigma_vp(s);
+    return a * a / (a * a + v * v);
   }
   /// Always 1: the chain starts from standard normal noise (init_noise_sigma = 1).
   double initial_scale() const noexcept { return 1.0; }
@@ -202,8 +211,8 @@ class unipc_sampler {
   update_coefficients coefficients(int from, int order, bool corrector) const {
     update_coefficients u;
     const double s0 = sigma(from), st = sigma(from + 1);
-    const auto alpha = [](double s) { return 1.0 / std::sqrt(s * s + 1.0); };
-    const auto lambda = [&](double s) { return std::log(alpha(s)) - std::log(s * alpha(s)); };
+    const auto alpha = [&](double s) { return list_.alpha(s); };
+    const auto lambda = [&](double s) { return std::log(alpha(s)) - std::log(list_.sigma_vp(s)); };
     const bool x0 = options_.predict_x0;
     if (st == 0.0) {  // λ_t = +∞, data form, order 1: x' = m0
       u.c0 = 1.0;
@@ -213,7 +222,7 @@ class unipc_sampler {
       u.a = 1.0;
       return u;
     }
-    const double at = alpha(st), vt = st * at, a0 = alpha(s0), v0 = s0 * a0;
+    const double at = alpha(st), vt = list_.sigma_vp(st), a0 = alpha(s0), v0 = list_.sigma_vp(s0);
     const double h = lambda(st) - lambda(s0);
     const double hh = x0 ? -h : h;
     const double phi1 = std::expm1(hh);
@@ -274,13 +283,15 @@ class unipc_sampler {
     const int p = order_at(k, taken);
     const auto pc = coefficients(k, p, false);
     // Model output conversion at σ_k, from the sample the model saw.
-    const double sk = sigma(k), ak = 1.0 / std::sqrt(sk * sk + 1.0), vk = sk * ak;
+    const double sk = sigma(k), ak = list_.alpha(sk), vk = list_.sigma_vp(sk);
     const prediction_type pred = options_.prediction;
     const bool x0_form = options_.predict_x0;
     const auto A = static_cast<Scalar>(ak), Vs = static_cast<Scalar>(vk);
-    // Which conversion: 0 output as is, 1 (x − V·out)/A, 2 A·x − V·out, 3 (x − A·out)/V, 4 A·out + V·x.
+    // Which conversion: 0 output as is, 1 (x − V·out)/A, 2 A·x − V·out, 3 (x − A·out)/V, 4 A·out + V·x,
+    // 5 x − σ·out (a flow velocity; σ = V for flow sigmas).
     int conv = 0;
-    if (x0_form) conv = pred == prediction_type::epsilon ? 1 : pred == prediction_type::v_prediction ? 2 : 0;
+    if (x0_form)
+      conv = pred == prediction_type::epsilon ? 1 : pred == prediction_type::v_prediction ? 2 : pred == prediction_type::flow_prediction ? 5 : 0;
     else conv = pred == prediction_type::sample ? 3 : pred == prediction_type::v_prediction ? 4 : 0;
     struct coeffs {
       Scalar a, c0, c1, c2, ct;
@@ -310,6 +321,7 @@ class unipc_sampler {
         case 2: m = V(A) * xv - V(Vs) * ov; break;
         case 3: m = (xv - V(A) * ov) / V(Vs); break;
         case 4: m = V(A) * ov + V(Vs) * xv; break;
+        case 5: m = xv - V(Vs) * ov; break;
         default: m = ov; break;
       }
       V xc = xv;
@@ -348,6 +360,7 @@ class unipc_sampler {
           case 2: m = V(A) * xv - V(Vs) * ov; break;
           case 3: m = (xv - V(A) * ov) / V(Vs); break;
           case 4: m = V(A) * ov + V(Vs) * xv; break;
+          case 5: m = xv - V(Vs) * ov; break;
           default: m = ov; break;
         }
         if (check) {

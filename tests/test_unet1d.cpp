@@ -481,6 +481,12 @@ TEST_CASE("unet1d: LeRobot configs with unknown keys, unsupported values or a ho
                     {"noise_scheduler_type"});
   test::check_error([&] { lerobot_diffusion_config::from_json(with("\"type\": \"diffusion\"", "\"type\": \"act\"")); }, {"expected \"diffusion\""});
   test::check_error([&] { lerobot_diffusion_config::from_json(with("\"kernel_size\": 5", "\"kernel_size\": \"5\"")); }, {"\"kernel_size\" is \"5\"", "integer"});
+  // A camera adds 2 × spatial_softmax_num_keypoints (32) features per observation step to global_cond.
+  const std::string camera = with("\"input_features\": {", "\"input_features\": {\"observation.image\": {\"type\": \"VISUAL\", \"shape\": [3, 96, 96]},");
+  CHECK(lerobot_diffusion_config::from_json(camera).global_cond_dim() == (3 + 2 + 64) * 2);
+  test::check_error([&] {
+    unet1d<float>(lerobot_diffusion_config::from_json(camera).unet(), diffuse::safetensors_file::load(kDir / "lerobot_policy" / "model.safetensors"));
+  }, {"diffusion.unet.down_modules.0.0.cond_encoder.1.weight", "expected (16, 154)"});
   // A folder whose config disagrees with its weights.
   const fs::path dir = fs::temp_directory_path() / "diffuse_test_unet1d_folder";
   fs::create_directories(dir);

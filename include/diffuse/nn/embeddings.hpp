@@ -1,6 +1,6 @@
 #pragma once
 /// \file
-/// Conditioning embeddings: the sinusoidal timestep embedding diffusers uses, and the class-label lookup
+/// Conditioning embeddings: the sinusoidal timestep embeddings diffusers and Diffusion Policy use, and the class-label lookup
 /// added to the time embedding of class-conditional models.
 
 #include <cmath>
@@ -30,6 +30,24 @@ void timestep_embedding(std::span<const double> timesteps, int dim, bool flip_si
       row[flip_sin_to_cos ? k : half + k] = c;
     }
     if (dim % 2) row[dim - 1] = S(0);
+  }
+}
+
+/// Sinusoidal diffusion-step embedding of width dim = 2·half (Diffusion Policy's SinusoidalPosEmb,
+/// LeRobot's DiffusionSinusoidalPosEmb): f_k = exp(−k·ln(10⁴)/(half − 1)), [sin(t f), cos(t f)] (sines
+/// first). As PyTorch evaluates it in the model's dtype S: ln(10⁴)/(half − 1) in double rounded to S once,
+/// k·(−that) in S, then exp, the product with t and sin / cos in S. Needs half ≥ 2.
+template <class S>
+void sinusoidal_step_embedding(std::span<const double> timesteps, int half, S* out) {
+  const S step = static_cast<S>(-(std::log(10000.0) / (half - 1)));
+  for (std::size_t i = 0; i < timesteps.size(); ++i) {
+    S* row = out + i * static_cast<std::size_t>(2 * half);
+    const S t = static_cast<S>(timesteps[i]);
+    for (int k = 0; k < half; ++k) {
+      const S arg = t * std::exp(static_cast<S>(k) * step);
+      row[k] = std::sin(arg);
+      row[half + k] = std::cos(arg);
+    }
   }
 }
 

@@ -214,17 +214,22 @@ TEST_CASE("UNet: same bits for any batch split and thread count") {
 #endif
 }
 
-TEST_CASE("UNet: no heap allocation in a forward pass once warm") {
-  auto net = unet2d<float>::load(kDir / "class_attention");
-  auto c = read_case<float>(kDir / "class_attention");
-  std::vector<float> out(c.expected.size());
-  net.forward(c.x, c.n, {c.h, c.w}, c.timesteps, c.labels, out);  // warm-up sizes the workspace
+TEST_CASE("UNet: no heap allocation in a forward pass once warm, with every convolution algorithm") {
+  using diffuse::nn::conv_algorithm;
+  for (auto a : {conv_algorithm::automatic, conv_algorithm::winograd2, conv_algorithm::winograd4}) {
+    diffuse::nn::unet_options o;
+    o.convolution = a;
+    auto net = unet2d<float>::load(kDir / "class_attention", o);
+    auto c = read_case<float>(kDir / "class_attention");
+    std::vector<float> out(c.expected.size());
+    net.forward(c.x, c.n, {c.h, c.w}, c.timesteps, c.labels, out);  // warm-up sizes the workspace
 #if defined(__SANITIZE_ADDRESS__)
-  REQUIRE(g_hooks_installed != 0);  // the count below relies on the sanitizer's hook
+    REQUIRE(g_hooks_installed != 0);  // the count below relies on the sanitizer's hook
 #endif
-  const long before = g_mallocs.load();
-  for (int i = 0; i < 3; ++i) net.forward(c.x, c.n, {c.h, c.w}, c.timesteps, c.labels, out);
-  CHECK(g_mallocs.load() - before == 0);
+    const long before = g_mallocs.load();
+    for (int i = 0; i < 3; ++i) net.forward(c.x, c.n, {c.h, c.w}, c.timesteps, c.labels, out);
+    CHECK(g_mallocs.load() - before == 0);
+  }
 }
 
 TEST_CASE("UNet drives the samplers, with batched classifier-free guidance over class labels") {

@@ -171,9 +171,16 @@ TEST_CASE("Winograd: same bits for any thread count and batch split") {
 
 TEST_CASE("Winograd selection: automatic picks by layer, forcing it on a strided or 1x1 convolution is an error") {
   std::mt19937 rng(1);
-  auto c = random_conv<float>(32, 8, rng);
+  auto c = random_conv<float>(128, 128, rng);
   c.select_algorithm(conv_algorithm::automatic, "mid");
   CHECK(c.algorithm == conv_algorithm::winograd2);
+  CHECK(c.uses_winograd(16, 16));
+  CHECK_FALSE(c.uses_winograd(8, 8));  // small images: the direct kernel
+  auto narrow = random_conv<float>(64, 64, rng);
+  narrow.select_algorithm(conv_algorithm::automatic, "narrow");
+  CHECK(narrow.algorithm == conv_algorithm::direct);
+  c.select_algorithm(conv_algorithm::winograd2, "mid");
+  CHECK(c.uses_winograd(2, 2));  // forced: every image size
   c.select_algorithm(conv_algorithm::direct, "mid");
   CHECK(c.algorithm == conv_algorithm::direct);
   CHECK_FALSE(c.uses_winograd(8, 8));

@@ -101,14 +101,18 @@ struct conv2d {
   winograd_filters<S> winograd;
   /// Whether this convolution can run by Winograd: 3×3, stride 1, "same" padding.
   bool winograd_capable() const { return kernel == 3 && stride1_same(); }
-  /// Whether conv2d_forward takes the Winograd path for h×w inputs: chosen at selection (any image size).
-  bool uses_winograd(int, int) const { return !winograd.empty(); }
+  /// Smallest image side on which the Winograd path runs: 0 when forced, winograd_auto_min_size when
+  /// chosen automatically (smaller images take the direct kernel).
+  int winograd_min_size = 0;
+  /// Whether conv2d_forward takes the Winograd path for h×w inputs.
+  bool uses_winograd(int h, int w) const { return !winograd.empty() && std::min(h, w) >= winograd_min_size; }
 
   /// Chooses how this convolution computes, transforming its filters once (call again after changing
   /// `weight`). `automatic` takes Winograd F(2×2, 3×3) for 3×3 stride-1 convolutions with at least
-  /// winograd_min_channels input channels (the float error of every benchmark model's layers stays
-  /// within the UNet's parity bound, tests/test_winograd.cpp) and direct otherwise; F(4×4, 3×3) is never
-  /// chosen automatically, its float error exceeds that bound.
+  /// winograd_min_channels input and output channels, on images of at least winograd_auto_min_size
+  /// pixels a side, and the direct kernel otherwise: where the transforms, which grow with the channels
+  /// rather than with their product, cost less than the multiply-adds saved (docs/performance.md). Its
+  /// float error stays within the UNet's parity bound on every benchmark model (tools/winograd_error).
   /// \param a     the algorithm, or automatic
   /// \param name  the layer's name, for the error
   /// \throws diffuse::error (argument) when `a` is a Winograd algorithm and the convolution is not a
@@ -116,7 +120,12 @@ struct conv2d {
   void select_algorithm(conv_algorithm a, std::string_view name = "conv2d") {
     winograd = {};
     algorithm = conv_algorithm::direct;
-    if (a == conv_algorithm::automatic) a = winograd_capable() && in >= winograd_min_channels ? conv_algorithm::winograd2 : conv_algorithm::direct;
+    winograd_min_size = 0;
+    if (a == conv_algorithm::automatic) {
+      if (!winograd_capable() || in < winograd_min_channels || out < winograd_min_channels) return;
+      a = conv_algorithm::winograd2;
+      winograd_min_size = winograd_auto_min_size;
+    }
     if (a == conv_algorithm::direct) return;
     if (!winograd_capable())
       diffuse::detail::fail(error_kind::argument, "convolution \"", name, "\" (", kernel, "x", kernel, " kernel, stride ", stride,
@@ -126,9 +135,12 @@ struct conv2d {
                                               : detail::winograd_transform<4, S>(weight, in, out);
     algorithm = a;
   }
-  /// Input channels from which `automatic` picks Winograd: below, the transforms cost more than the
-  /// multiply-adds they save (conv_in's 1 or 3 channels).
-  static constexpr int winograd_min_channels = 16;
+  /// Input and output channels from which `automatic` picks Winograd: at 64 channels F(2×2, 3×3) only
+  /// matches the direct kernel (BM_conv3x3), at 128 it is 1.2–1.4× faster.
+  static constexpr int winograd_min_channels = 128;
+  /// Smallest image side on which an automatically chosen Winograd path runs: at 8×8 a batch item has
+  /// 16 tiles, too few to amortise the transforms.
+  static constexpr int winograd_auto_min_size = 16;
   /// Scratch elements per thread the Winograd path needs for images of at most w columns (0 on the
   /// direct path).
   std::size_t winograd_scratch(int, int w) const {

@@ -204,44 +204,59 @@ struct winograd_plan {
   int alpha = 0;                ///< m + 2
   int tiles_h = 0;              ///< ⌈h / m⌉
   int tiles_w = 0;              ///< ⌈w / m⌉
-  int group = 0;                ///< tile rows per task
-  int groups = 0;               ///< tasks per batch item
+  int rows = 0;                 ///< tile rows of the whole batch: n·tiles_h
+  int group = 0;                ///< tile rows per task (consecutive, possibly across batch items)
+  int groups = 0;               ///< tasks
   std::ptrdiff_t stride = 0;    ///< elements between (point, channel) rows of tiles in the scratch
   std::ptrdiff_t phase = 0;     ///< elements per column phase of one row
   std::ptrdiff_t per_task = 0;  ///< scratch elements per task (per thread)
 
-  /// The plan for a convolution in → out channels with m×m output tiles at h×w.
-  winograd_plan(int m, int in, int out, int h, int w) {
+  /// The plan for a convolution in → out channels with m×m output tiles on a batch of n at h×w. A task
+  /// takes consecutive tile rows of the batch, so small images fill the vectors with several items' tiles;
+  /// every tile's sums are the same whichever task it falls in.
+  winograd_plan(int m, int in, int out, int n, int h, int w) {
     const std::ptrdiff_t L = simd_lanes<S>;
     tile = m;
     alpha = m + 2;
     tiles_h = (h + m - 1) / m;
     tiles_w = (w + m - 1) / m;
-    // About 256 KiB-equivalent of transformed tiles per task (L2-sized), but at least a full register
-    // tile's worth of tile columns for the products and at most four.
+    rows = n * tiles_h;
+    // About 64 Ki elements of transformed tiles per task (L2-sized), but at least a full register tile's
+    // worth of tile columns for the products and at most four.
     const std::ptrdiff_t per_tile = static_cast<std::ptrdiff_t>(alpha) * alpha * (in + out);
-    const std::ptrdiff_t full = L * direct_tile<S>::vectors;
-    const std::ptrdiff_t target = std::clamp<std::ptrdiff_t>((std::ptrdiff_t{1} << 16) / std::max<std::ptrdiff_t>(per_tile, 1), full, 4 * full);
-    group = static_cast<int>(std::clamp<std::ptrdiff_t>(target / tiles_w, 1, tiles_h));
-    groups = (tiles_h + group - 1) / group;
+    const std::ptrdiff_t target = std::clamp<std::ptrdiff_t>((std::ptrdiff_t{1} << 16) / std::max<std::ptrdiff_t>(per_tile, 1), min_tiles(), max_tiles());
+    group = static_cast<int>(std::clamp<std::ptrdiff_t>(target / tiles_w, 1, rows));
+    groups = (rows + group - 1) / group;
+    group = (rows + groups - 1) / groups;  // near-equal groups: no thin last task of narrow register tiles
     const std::ptrdiff_t tiles = static_cast<std::ptrdiff_t>(group) * tiles_w;
     stride = (tiles + L - 1) / L * L + L;  // whole vectors, plus the overhang of a row's last vector store
     phase = (tiles_w + L - 1) / L * L + L;
     per_task = scratch(m, in, out, stride, phase);
   }
 
+  /// Elements between the points ξ of V (channels = in) or M (channels = out): one vector more than the
+  /// channels' tiles, so that the alpha² values of one tile the transforms load or store together fall
+  /// in different cache sets instead of a power-of-two stride apart.
+  std::ptrdiff_t point_stride(int channels) const { return static_cast<std::ptrdiff_t>(channels) * stride + simd_lanes<S>; }
+
+  /// Fewest tiles a task aims for: one register tile's width of columns (twice that measured slower at
+  /// 128 and 256 channels: the transformed tiles then spill from L2).
+  static std::ptrdiff_t min_tiles() { return simd_lanes<S> * direct_tile<S>::vectors; }
+  /// Most tiles a task aims for (small channel counts).
+  static std::ptrdiff_t max_tiles() { return 4 * min_tiles(); }
+
   /// Scratch elements per thread that suffice for every image of at most w columns (any height): a
   /// caller sizing for its largest image can run the same convolution at smaller ones.
   static std::ptrdiff_t scratch_bound(int m, int in, int out, int w) {
     const std::ptrdiff_t L = simd_lanes<S>, tw = (w + m - 1) / m;
-    const std::ptrdiff_t tiles = std::max<std::ptrdiff_t>(4 * L * direct_tile<S>::vectors, tw);
+    const std::ptrdiff_t tiles = std::max<std::ptrdiff_t>(max_tiles(), tw);
     return scratch(m, in, out, (tiles + L - 1) / L * L + L, (tw + L - 1) / L * L + L);
   }
 
  private:
   static std::ptrdiff_t scratch(int m, int in, int out, std::ptrdiff_t stride, std::ptrdiff_t phase) {
     const std::ptrdiff_t alpha = m + 2;
-    return alpha * alpha * (in + out) * stride  // V and M
+    return alpha * alpha * ((in + out) * stride + 2 * simd_lanes<S>)  // V and M
            + alpha * m * phase                  // input row phases
            + static_cast<std::ptrdiff_t>(m) * m * phase  // output row phases
            + static_cast<std::ptrdiff_t>(detail::alignment_slack<S>);
@@ -249,6 +264,9 @@ struct winograd_plan {
 };
 
 namespace detail {
+
+/// Input channels per chunk of the Winograd products: 64 rows of up to 3 vectors of tiles, 12 KiB of V.
+inline constexpr int winograd_channel_chunk = 64;
 
 /// The Winograd convolution with m = M (see the file comment): y (n, out, h, w) = conv(x) + bias, or
 /// y += that with `accumulate`. `scratch` holds winograd_plan::per_task elements per thread.
@@ -260,30 +278,31 @@ void winograd_conv(const winograd_filters<S>& f, const S* bias, const winograd_i
   constexpr int A = T::alpha, AA = A * A, R = winograd_filters<S>::rows;
   constexpr int L = simd_lanes<S>;
   const int in = f.in, out = f.out;
-  const winograd_plan<S> plan(M, in, out, h, w);
+  const winograd_plan<S> plan(M, in, out, n, h, w);
   const int tw = plan.tiles_w;
   const std::ptrdiff_t P = static_cast<std::ptrdiff_t>(h) * w, stride = plan.stride, phase = plan.phase;
   if (scratch.size() < static_cast<std::size_t>(plan.per_task) * static_cast<std::size_t>(max_threads()))
     diffuse::detail::fail(error_kind::argument, "winograd convolution: scratch of ", scratch.size(), " elements; expected ",
                           plan.per_task * max_threads());
   alignas(64) static constexpr S zero_bias[R] = {};
-  parallel_for(static_cast<std::ptrdiff_t>(n) * plan.groups, [&](std::ptrdiff_t task) {
-    const int item = static_cast<int>(task / plan.groups), g0 = static_cast<int>(task % plan.groups) * plan.group;
-    const int rows_here = std::min(plan.group, plan.tiles_h - g0);
+  const int th = plan.tiles_h;
+  parallel_for(plan.groups, [&](std::ptrdiff_t task) {
+    const int g0 = static_cast<int>(task) * plan.group;  // first tile row of the batch
+    const int rows_here = std::min(plan.group, plan.rows - g0);
     const std::ptrdiff_t tiles = static_cast<std::ptrdiff_t>(rows_here) * tw;
     S* base = aligned_scratch(scratch.subspan(static_cast<std::size_t>(thread_index()) * plan.per_task, plan.per_task));
-    S* V = base;                                             // AA × in × stride
-    S* Mb = V + static_cast<std::ptrdiff_t>(AA) * in * stride;  // AA × out × stride
-    S* ph = Mb + static_cast<std::ptrdiff_t>(AA) * out * stride;  // A rows × M phases × phase
+    const std::ptrdiff_t vxi = plan.point_stride(in), mxi = plan.point_stride(out);
+    S* V = base;                // AA points × in × stride
+    S* Mb = V + AA * vxi;       // AA points × out × stride
+    S* ph = Mb + AA * mxi;      // A rows × M phases × phase
     S* oph = ph + static_cast<std::ptrdiff_t>(A) * M * phase;     // M rows × M phases × phase
 
     // 1. Input transform, tile row by tile row: the A input rows of a tile row split into column phases
     // (bordered column b = t·M + p at phase p, position t), then Bᵀ d B across the tiles of the row.
-    const S* xi = x.base + static_cast<std::ptrdiff_t>(item) * x.item + x.origin;
     for (int ci = 0; ci < in; ++ci) {
-      const S* xc = xi + static_cast<std::ptrdiff_t>(ci) * x.plane;
       for (int lr = 0; lr < rows_here; ++lr) {
-        const int ty = g0 + lr;
+        const int item = (g0 + lr) / th, ty = (g0 + lr) % th;
+        const S* xc = x.base + static_cast<std::ptrdiff_t>(item) * x.item + x.origin + static_cast<std::ptrdiff_t>(ci) * x.plane;
         for (int k = 0; k < A; ++k) {
           const int r = ty * M - 1 + k;
           S* pk = ph + static_cast<std::ptrdiff_t>(k) * M * phase;
@@ -293,11 +312,13 @@ void winograd_conv(const winograd_filters<S>& f, const S* bias, const winograd_i
           }
           const S* src = xc + static_cast<std::ptrdiff_t>(r) * x.row;
           for (int p = 0; p < M; ++p) {
+            // Positions t whose input column t·M + p − 1 is inside the image: [lo, hi); zeros around.
             S* dst = pk + static_cast<std::ptrdiff_t>(p) * phase;
-            for (std::ptrdiff_t t = 0; t < phase; ++t) {
-              const std::ptrdiff_t j = t * M + p - 1;  // input column
-              dst[t] = j >= 0 && j < w ? src[j] : S(0);
-            }
+            const std::ptrdiff_t lo = p == 0 ? 1 : 0, hi = std::max(lo, p <= w ? std::min<std::ptrdiff_t>(phase, (w - p) / M + 1) : 0);
+            for (std::ptrdiff_t t = 0; t < lo; ++t) dst[t] = S(0);
+            const S* s = src + p - 1;
+            for (std::ptrdiff_t t = lo; t < hi; ++t) dst[t] = s[t * M];
+            for (std::ptrdiff_t t = hi; t < phase; ++t) dst[t] = S(0);
           }
         }
         for (int t0 = 0; t0 < tw; t0 += L) {
@@ -308,44 +329,49 @@ void winograd_conv(const winograd_filters<S>& f, const S* bias, const winograd_i
           winograd_apply<T::bt, A, A, A, A, 1, A, 1>(d, e);  // e = Bᵀ d
           winograd_apply<T::bt, A, A, A, 1, A, 1, A>(e, d);  // d = e B
           S* dst = V + static_cast<std::ptrdiff_t>(ci) * stride + static_cast<std::ptrdiff_t>(lr) * tw + t0;
-          for (int xi_ = 0; xi_ < AA; ++xi_) d[xi_].store_unaligned(dst + static_cast<std::ptrdiff_t>(xi_) * in * stride);
+          for (int xi_ = 0; xi_ < AA; ++xi_) d[xi_].store_unaligned(dst + xi_ * vxi);
         }
       }
     }
 
-    // 2. Per point ξ, M_ξ = U_ξ V_ξ on the direct kernel's register tiles (a 1×1 convolution over tiles).
+    // 2. Per point ξ, M_ξ = U_ξ V_ξ on the direct kernel's register tiles (a 1×1 convolution over tiles),
+    // in chunks of input channels whose rows of V stay in L1 while every block of output channels reads
+    // them (unchunked, each V line came from L2 once per block: a third of the products' time at 256
+    // channels). Chunks after the first add onto M, so the sums keep their channel order.
     const plane_tiles<S> cuts((tiles + L - 1) / L);
     for (int xi_ = 0; xi_ < AA; ++xi_) {
-      const S* vx = V + static_cast<std::ptrdiff_t>(xi_) * in * stride;
-      for (int b = 0; b < f.blocks; ++b) {
-        const S* wb = f.values.data() + (static_cast<std::ptrdiff_t>(xi_) * f.blocks + b) * in * R;
-        S* mb = Mb + (static_cast<std::ptrdiff_t>(xi_) * out + b * R) * stride;
-        const int valid = std::min(R, out - b * R);
-        for (std::ptrdiff_t t = 0; t < cuts.count; ++t) {
-          const auto [v0, nv] = cuts[t];
-          std::ptrdiff_t off[direct_tile<S>::vectors];
-          for (int v = 0; v < nv; ++v) off[v] = (v0 + v) * L;
-          direct_conv_tile_of<S, 1>(nv, vx, in, stride, 0, 0, wb, zero_bias, valid, off, off, mb, stride, false);
+      const S* vx = V + xi_ * vxi;
+      for (int c0 = 0; c0 < in; c0 += winograd_channel_chunk) {
+        const int kc = std::min(winograd_channel_chunk, in - c0);
+        for (int b = 0; b < f.blocks; ++b) {
+          const S* wb = f.values.data() + ((static_cast<std::ptrdiff_t>(xi_) * f.blocks + b) * in + c0) * R;
+          S* mb = Mb + xi_ * mxi + static_cast<std::ptrdiff_t>(b) * R * stride;
+          const int valid = std::min(R, out - b * R);
+          for (std::ptrdiff_t t = 0; t < cuts.count; ++t) {
+            const auto [v0, nv] = cuts[t];
+            std::ptrdiff_t off[direct_tile<S>::vectors];
+            for (int v = 0; v < nv; ++v) off[v] = (v0 + v) * L;
+            direct_conv_tile_of<S, 1>(nv, vx + c0 * stride, kc, stride, 0, 0, wb, zero_bias, valid, off, off, mb, stride, c0 > 0);
+          }
         }
       }
     }
 
     // 3. Output transform Aᵀ M A + bias across the tiles of a row, then the phases back into image rows.
-    S* yi = y + static_cast<std::ptrdiff_t>(item) * out * P;
     for (int co = 0; co < out; ++co) {
       const batch bco(bias[co]);
-      S* yc = yi + static_cast<std::ptrdiff_t>(co) * P;
       for (int lr = 0; lr < rows_here; ++lr) {
+        const int item = (g0 + lr) / th, ty = (g0 + lr) % th;
+        S* yc = y + (static_cast<std::ptrdiff_t>(item) * out + co) * P;
         for (int t0 = 0; t0 < tw; t0 += L) {
           batch m[AA], e[M * A], o[M * M];
           const S* src = Mb + static_cast<std::ptrdiff_t>(co) * stride + static_cast<std::ptrdiff_t>(lr) * tw + t0;
-          for (int xi_ = 0; xi_ < AA; ++xi_) m[xi_] = batch::load_unaligned(src + static_cast<std::ptrdiff_t>(xi_) * out * stride);
+          for (int xi_ = 0; xi_ < AA; ++xi_) m[xi_] = batch::load_unaligned(src + xi_ * mxi);
           winograd_apply<T::at, M, A, A, A, 1, A, 1>(m, e);  // e = Aᵀ m   (M × A)
           winograd_apply<T::at, M, A, M, 1, A, 1, M>(e, o);  // o = e A    (M × M)
           for (int a = 0; a < M; ++a)
             for (int c = 0; c < M; ++c) (o[a * M + c] + bco).store_unaligned(oph + (static_cast<std::ptrdiff_t>(a) * M + c) * phase + t0);
         }
-        const int ty = g0 + lr;
         for (int a = 0; a < M; ++a) {
           const int r = ty * M + a;
           if (r >= h) break;

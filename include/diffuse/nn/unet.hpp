@@ -52,7 +52,8 @@ struct image_size {
 ///
 /// Example (every 3×3 stride-1 convolution by F(2×2, 3×3), conv_in direct):
 /// \code
-/// diffuse::nn::unet_options o{.convolution = diffuse::nn::conv_algorithm::winograd2};
+/// diffuse::nn::unet_options o;
+/// o.convolution = diffuse::nn::conv_algorithm::winograd2;
 /// o.layers["conv_in"] = diffuse::nn::conv_algorithm::direct;
 /// auto unet = diffuse::nn::unet2d<float>::load("models/digits", o);
 /// \endcode

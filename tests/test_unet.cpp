@@ -111,10 +111,12 @@ TEST_CASE("UNet matches the PyTorch UNet2DModel for every fixture configuration"
   }
 }
 
-// The same parity, unchanged tolerances, with every 3×3 stride-1 convolution forced to each algorithm.
+// The same parity, unchanged tolerances, with every 3×3 stride-1 convolution forced to each Winograd tile
+// size (the fixture models' layers have fewer than 128 channels, so the default `automatic` above already
+// runs them all on the direct kernel).
 TEST_CASE("UNet parity holds with every convolution algorithm forced") {
   using diffuse::nn::conv_algorithm;
-  for (auto a : {conv_algorithm::direct, conv_algorithm::winograd2, conv_algorithm::winograd4})
+  for (auto a : {conv_algorithm::winograd2, conv_algorithm::winograd4})
     for (std::string name : {"class_attention", "scale_shift_learned", "deep_no_mid_attention", "scale_shift_mid_attention", "digits"}) {
       const fs::path model = name == "digits" ? fs::path(DIFFUSE_SOURCE_DIR) / "models" / "digits" : kDir / name;
       if (!fs::exists(kDir / name / "io.safetensors") || !fs::exists(model / "config.json")) continue;

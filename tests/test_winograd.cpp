@@ -176,11 +176,15 @@ TEST_CASE("Winograd selection: automatic picks by layer, forcing it on a strided
   CHECK(c.algorithm == conv_algorithm::winograd2);
   CHECK(c.uses_winograd(16, 16));
   CHECK_FALSE(c.uses_winograd(8, 8));  // small images: the direct kernel
+  CHECK(c.runs_winograd(4, 16, 16));
+  CHECK_FALSE(c.runs_winograd(1, 16, 16));  // one image's 64 tiles: the direct kernel
+  CHECK(c.runs_winograd(1, 32, 32));
   auto narrow = random_conv<float>(64, 64, rng);
   narrow.select_algorithm(conv_algorithm::automatic, "narrow");
   CHECK(narrow.algorithm == conv_algorithm::direct);
   c.select_algorithm(conv_algorithm::winograd2, "mid");
-  CHECK(c.uses_winograd(2, 2));  // forced: every image size
+  CHECK(c.uses_winograd(2, 2));  // forced: every image size and batch
+  CHECK(c.runs_winograd(1, 2, 2));
   c.select_algorithm(conv_algorithm::direct, "mid");
   CHECK(c.algorithm == conv_algorithm::direct);
   CHECK_FALSE(c.uses_winograd(8, 8));

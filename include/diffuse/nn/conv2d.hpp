@@ -104,13 +104,27 @@ struct conv2d {
   /// Smallest image side on which the Winograd path runs: 0 when forced, winograd_auto_min_size when
   /// chosen automatically (smaller images take the direct kernel).
   int winograd_min_size = 0;
-  /// Whether conv2d_forward takes the Winograd path for h×w inputs.
+  /// Whether the Winograd path may run for h×w inputs (and the group norm should write its bordered
+  /// layout, the same as the direct kernel's).
   bool uses_winograd(int h, int w) const { return !winograd.empty() && std::min(h, w) >= winograd_min_size; }
+  /// Whether conv2d_forward takes the Winograd path for a batch of n at h×w: always where uses_winograd
+  /// holds for a forced choice; for an automatic one only with at least winograd_auto_min_tiles 2×2 tiles
+  /// in the call (or where the direct kernel cannot run), since one image's 16×16 layer (64 tiles) does
+  /// not pay for the transforms.
+  bool runs_winograd(int n, int h, int w) const {
+    if (!uses_winograd(h, w)) return false;
+    if (winograd_min_size == 0 || !uses_direct_kernel(h, w)) return true;
+    return static_cast<std::ptrdiff_t>(n) * ((h + 1) / 2) * ((w + 1) / 2) >= winograd_auto_min_tiles;
+  }
+  /// 2×2 tiles per call from which an automatically chosen Winograd path runs (a 32×32 image, or 4 of
+  /// 16×16): measured at batch 1, fewer ran up to 10% slower than the direct kernel.
+  static constexpr std::ptrdiff_t winograd_auto_min_tiles = 256;
 
   /// Chooses how this convolution computes, transforming its filters once (call again after changing
   /// `weight`). `automatic` takes Winograd F(2×2, 3×3) for 3×3 stride-1 convolutions with at least
   /// winograd_min_channels input and output channels, on images of at least winograd_auto_min_size
-  /// pixels a side, and the direct kernel otherwise: where the transforms, which grow with the channels
+  /// pixels a side and calls of at least winograd_auto_min_tiles tiles (runs_winograd), and the direct
+  /// kernel otherwise: where the transforms, which grow with the channels
   /// rather than with their product, cost less than the multiply-adds saved (docs/performance.md). Its
   /// float error stays within the UNet's parity bound on every benchmark model (tools/winograd_error).
   /// \param a     the algorithm, or automatic
@@ -351,7 +365,7 @@ void direct_tiles_on_columns(const conv2d<S>& c, const S* col, std::ptrdiff_t co
 /// thread. With `accumulate`, y += conv(x).
 template <class S>
 void conv2d_forward(const conv2d<S>& c, const S* x, int n, int h, int w, S* y, std::span<S> scratch, bool accumulate = false) {
-  if (c.uses_winograd(h, w)) {
+  if (c.runs_winograd(n, h, w)) {
     // Reads the plain input where it is: the transform treats everything outside the image as zero.
     const std::ptrdiff_t plane = static_cast<std::ptrdiff_t>(h) * w;
     const winograd_input<S> in{.base = x, .item = c.in * plane, .plane = plane, .row = w, .origin = 0};
@@ -404,7 +418,7 @@ void conv2d_forward_bordered(const conv2d<S>& c, const S* bordered, int n, int h
   const bordered_layout layout = c.bordered_input(h, w);
   if (!layout.active())
     diffuse::detail::fail(error_kind::argument, "conv2d_forward_bordered: this convolution does not read a bordered layout at ", h, "x", w);
-  if (c.uses_winograd(h, w)) {
+  if (c.runs_winograd(n, h, w)) {
     // Row 0, column 0 of the image: one row of zeros down, and one column in (one copy) or copy 1 (three
     // column-shifted copies, whose copy 1 holds column j at j).
     const std::ptrdiff_t origin = layout.pad * layout.row + (layout.copies == 1 ? layout.pad : layout.tap);

@@ -179,7 +179,10 @@ TEST_CASE("Winograd selection: automatic picks by layer, forcing it on a strided
   CHECK(c.runs_winograd(4, 16, 16));
   CHECK_FALSE(c.runs_winograd(1, 16, 16));  // one image's 64 tiles: the direct kernel
   CHECK(c.runs_winograd(1, 32, 32));
-  auto narrow = random_conv<float>(64, 64, rng);
+  auto middle = random_conv<float>(64, 96, rng);  // 64–127 channels: F(4×4, 3×3)
+  middle.select_algorithm(conv_algorithm::automatic, "middle");
+  CHECK(middle.algorithm == conv_algorithm::winograd4);
+  auto narrow = random_conv<float>(32, 64, rng);
   narrow.select_algorithm(conv_algorithm::automatic, "narrow");
   CHECK(narrow.algorithm == conv_algorithm::direct);
   c.select_algorithm(conv_algorithm::winograd2, "mid");

@@ -13,42 +13,13 @@
 #include "diffuse/ddpm.hpp"
 #include "diffuse/io/scheduler_config.hpp"
 #include "diffuse/nn/unet.hpp"
+#include "unet_shapes.hpp"
 
 #if defined(_OPENMP)
 #include <omp.h>
 #endif
 
 namespace {
-
-diffuse::unet_config shape_config(int which) {
-  diffuse::unet_config c;
-  c.norm_eps = 1e-6;
-  if (which == 0) {  // the shipped digits model
-    c.sample_height = c.sample_width = 16;
-    c.in_channels = c.out_channels = 1;
-    c.block_out_channels = {32, 64};
-    c.down_block_types = {"DownBlock2D", "AttnDownBlock2D"};
-    c.up_block_types = {"AttnUpBlock2D", "UpBlock2D"};
-    c.attention_head_dim = 16;
-    c.norm_num_groups = 8;
-    c.num_class_embeds = 11;
-  } else if (which == 1) {  // cifar-small
-    c.sample_height = c.sample_width = 32;
-    c.in_channels = c.out_channels = 3;
-    c.block_out_channels = {64, 128, 128};
-    c.down_block_types = {"DownBlock2D", "AttnDownBlock2D", "DownBlock2D"};
-    c.up_block_types = {"UpBlock2D", "AttnUpBlock2D", "UpBlock2D"};
-    c.attention_head_dim.reset();
-  } else {  // google/ddpm-cifar10-32
-    c.sample_height = c.sample_width = 32;
-    c.in_channels = c.out_channels = 3;
-    c.block_out_channels = {128, 256, 256, 256};
-    c.down_block_types = {"DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"};
-    c.up_block_types = {"UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"};
-    c.attention_head_dim.reset();
-  }
-  return c;
-}
 
 void BM_unet_forward(benchmark::State& state) {
   const int which = static_cast<int>(state.range(0)), batch = static_cast<int>(state.range(1)), threads = static_cast<int>(state.range(2));
@@ -57,7 +28,14 @@ void BM_unet_forward(benchmark::State& state) {
 #else
   if (threads > 1) state.SkipWithError("built without OpenMP");
 #endif
-  auto net = diffuse::nn::unet2d<float>::random(shape_config(which), 1);
+  // Optional fourth argument: the convolution algorithm (0 direct, 1 automatic — the default —, 2
+  // winograd2, 3 winograd4).
+  const int algorithm = state.range(3);
+  static constexpr diffuse::nn::conv_algorithm algorithms[] = {diffuse::nn::conv_algorithm::direct, diffuse::nn::conv_algorithm::automatic,
+                                                               diffuse::nn::conv_algorithm::winograd2, diffuse::nn::conv_algorithm::winograd4};
+  diffuse::nn::unet_options options;
+  options.convolution = algorithms[algorithm];
+  auto net = diffuse::nn::unet2d<float>::random(bench::shape_config(which), 1, options);
   const auto size = net.sample_size();
   const std::size_t per = static_cast<std::size_t>(size.height) * size.width;
   std::vector<float> x(batch * net.config().in_channels * per, 0.5f), out(batch * net.config().out_channels * per);
@@ -70,14 +48,15 @@ void BM_unet_forward(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations() * batch);
   state.counters["GFLOPs"] = benchmark::Counter(net.last_forward_flops() * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
-  static const char* names[] = {"digits", "cifar_small", "ddpm_cifar10"};
-  state.SetLabel(names[which]);
+  state.SetLabel(std::string(bench::shape_names[which]) + " " + diffuse::nn::conv_algorithm_name(algorithms[algorithm]));
 }
 
-// One 3×3 "same" convolution, channels → channels at size×size, batch 16, one thread: the direct kernel
-// (path 1) against im2col + Eigen GEMM (path 0).
+// One 3×3 "same" convolution, channels → channels at size×size, batch 16, one thread: im2col + Eigen GEMM
+// (path 0), the direct kernel (1), Winograd F(2×2, 3×3) (2) and F(4×4, 3×3) (3). GFLOP/s count the direct
+// convolution's operations, so that the paths compare by time.
 void BM_conv3x3(benchmark::State& state) {
-  const int channels = static_cast<int>(state.range(0)), size = static_cast<int>(state.range(1)), direct = static_cast<int>(state.range(2));
+  const int channels = static_cast<int>(state.range(0)), size = static_cast<int>(state.range(1)), path = static_cast<int>(state.range(2));
+  const bool direct = path > 0;
   const int n = 16;
 #if defined(_OPENMP)
   omp_set_num_threads(1);
@@ -87,6 +66,7 @@ void BM_conv3x3(benchmark::State& state) {
   c.weight = diffuse::nn::matrix<float>::Random(channels, channels * 9);
   c.bias = diffuse::nn::column<float>::Random(channels);
   if (direct) c.pack();
+  if (path >= 2) c.select_algorithm(path == 2 ? diffuse::nn::conv_algorithm::winograd2 : diffuse::nn::conv_algorithm::winograd4);
   std::vector<float> x(static_cast<std::size_t>(n) * channels * size * size, 0.25f), y(x.size());
   std::vector<float> scratch(diffuse::nn::conv2d_scratch(c, n, size, size, 1));
   for (auto _ : state) {
@@ -169,7 +149,7 @@ void BM_forward_memory(benchmark::State& state) {
 #if defined(_OPENMP)
   omp_set_num_threads(1);
 #endif
-  auto net = diffuse::nn::unet2d<float>::random(shape_config(which), 1);
+  auto net = diffuse::nn::unet2d<float>::random(bench::shape_config(which), 1);
   const auto size = net.sample_size();
   const std::size_t per = static_cast<std::size_t>(size.height) * size.width;
   std::vector<float> x(net.config().in_channels * per, 0.5f), out(net.config().out_channels * per);
@@ -193,14 +173,22 @@ void BM_forward_memory(benchmark::State& state) {
 }  // namespace
 
 BENCHMARK(BM_unet_forward)
-    ->ArgNames({"shape", "batch", "threads"})
-    ->ArgsProduct({{0, 1, 2}, {1, 16}, {1, 2}})
+    ->ArgNames({"shape", "batch", "threads", "conv"})
+    ->ArgsProduct({{0, 1, 2}, {1, 16}, {1, 2}, {1}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+// Every convolution algorithm forced, for the per-algorithm comparison in docs/performance.md.
+BENCHMARK(BM_unet_forward)
+    ->Name("BM_unet_forward_algorithm")
+    ->ArgNames({"shape", "batch", "threads", "conv"})
+    ->ArgsProduct({{0, 1, 2}, {1, 16}, {1, 2}, {0, 2, 3}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
 BENCHMARK(BM_conv3x3)
-    ->ArgNames({"channels", "size", "direct"})
-    ->ArgsProduct({{32, 64, 128, 256}, {8, 16, 32}, {0, 1}})
+    ->ArgNames({"channels", "size", "path"})
+    ->ArgsProduct({{32, 64, 128, 256}, {8, 16, 32}, {0, 1, 2, 3}})
     ->Unit(benchmark::kMillisecond);
 
 BENCHMARK(BM_sgemm)->ArgNames({"threads"})->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();

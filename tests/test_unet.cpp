@@ -82,8 +82,8 @@ parity_case<S> read_case(const fs::path& dir) {
 }
 
 template <class S>
-double parity(const fs::path& dir, const fs::path& model_dir, double tol) {
-  auto net = unet2d<S>::load(model_dir);
+double parity(const fs::path& dir, const fs::path& model_dir, double tol, const diffuse::nn::unet_options& options = {}) {
+  auto net = unet2d<S>::load(model_dir, options);
   auto c = read_case<S>(dir);
   std::vector<S> out(c.expected.size());
   net.forward(c.x, c.n, {c.h, c.w}, c.timesteps, c.labels, out);
@@ -109,6 +109,44 @@ TEST_CASE("UNet matches the PyTorch UNet2DModel for every fixture configuration"
     CHECK(wf <= 1.0);
     CHECK(wd <= 1.0);
   }
+}
+
+// The same parity, unchanged tolerances, with every 3×3 stride-1 convolution forced to each Winograd tile
+// size (the fixture models' layers have fewer than 128 channels, so the default `automatic` above already
+// runs them all on the direct kernel).
+TEST_CASE("UNet parity holds with every convolution algorithm forced") {
+  using diffuse::nn::conv_algorithm;
+  for (auto a : {conv_algorithm::winograd2, conv_algorithm::winograd4})
+    for (std::string name : {"class_attention", "scale_shift_learned", "deep_no_mid_attention", "scale_shift_mid_attention", "digits"}) {
+      const fs::path model = name == "digits" ? fs::path(DIFFUSE_SOURCE_DIR) / "models" / "digits" : kDir / name;
+      if (!fs::exists(kDir / name / "io.safetensors") || !fs::exists(model / "config.json")) continue;
+      const std::string algorithm = diffuse::nn::conv_algorithm_name(a);
+      CAPTURE(name);
+      CAPTURE(algorithm);
+      diffuse::nn::unet_options o;
+      o.convolution = a;
+      const double wf = parity<float>(kDir / name, model, 1e-5, o);
+      const double wd = parity<double>(kDir / name, model, 1e-10, o);
+      MESSAGE(name << " " << algorithm << ": worst error / tolerance  float " << wf << "  double " << wd);
+      CHECK(wf <= 1.0);
+      CHECK(wd <= 1.0);
+    }
+}
+
+TEST_CASE("UNet options: a Winograd algorithm forced on a strided layer, or an unknown layer name, is an error") {
+  using diffuse::nn::conv_algorithm;
+  diffuse::nn::unet_options o;
+  o.layers["down_blocks.0.downsamplers.0.conv"] = conv_algorithm::winograd2;
+  test::check_error([&] { unet2d<float>::load(kDir / "deep_no_mid_attention", o); },
+                    {"[diffuse.argument]", "\"down_blocks.0.downsamplers.0.conv\"", "stride 2", "cannot use winograd2", "supports: direct"});
+  diffuse::nn::unet_options unknown;
+  unknown.layers["down_blocks.9.conv"] = conv_algorithm::direct;
+  test::check_error([&] { unet2d<float>::load(kDir / "deep_no_mid_attention", unknown); }, {"\"down_blocks.9.conv\"", "no convolution"});
+  // A per-layer override wins over the model-wide choice.
+  diffuse::nn::unet_options mixed;
+  mixed.convolution = conv_algorithm::winograd4;
+  mixed.layers["conv_out"] = conv_algorithm::direct;
+  CHECK(parity<float>(kDir / "deep_no_mid_attention", kDir / "deep_no_mid_attention", 1e-5, mixed) <= 1.0);
 }
 
 TEST_CASE("UNet: the shipped digits model matches PyTorch") {
@@ -178,17 +216,22 @@ TEST_CASE("UNet: same bits for any batch split and thread count") {
 #endif
 }
 
-TEST_CASE("UNet: no heap allocation in a forward pass once warm") {
-  auto net = unet2d<float>::load(kDir / "class_attention");
-  auto c = read_case<float>(kDir / "class_attention");
-  std::vector<float> out(c.expected.size());
-  net.forward(c.x, c.n, {c.h, c.w}, c.timesteps, c.labels, out);  // warm-up sizes the workspace
+TEST_CASE("UNet: no heap allocation in a forward pass once warm, with every convolution algorithm") {
+  using diffuse::nn::conv_algorithm;
+  for (auto a : {conv_algorithm::automatic, conv_algorithm::winograd2, conv_algorithm::winograd4}) {
+    diffuse::nn::unet_options o;
+    o.convolution = a;
+    auto net = unet2d<float>::load(kDir / "class_attention", o);
+    auto c = read_case<float>(kDir / "class_attention");
+    std::vector<float> out(c.expected.size());
+    net.forward(c.x, c.n, {c.h, c.w}, c.timesteps, c.labels, out);  // warm-up sizes the workspace
 #if defined(__SANITIZE_ADDRESS__)
-  REQUIRE(g_hooks_installed != 0);  // the count below relies on the sanitizer's hook
+    REQUIRE(g_hooks_installed != 0);  // the count below relies on the sanitizer's hook
 #endif
-  const long before = g_mallocs.load();
-  for (int i = 0; i < 3; ++i) net.forward(c.x, c.n, {c.h, c.w}, c.timesteps, c.labels, out);
-  CHECK(g_mallocs.load() - before == 0);
+    const long before = g_mallocs.load();
+    for (int i = 0; i < 3; ++i) net.forward(c.x, c.n, {c.h, c.w}, c.timesteps, c.labels, out);
+    CHECK(g_mallocs.load() - before == 0);
+  }
 }
 
 TEST_CASE("UNet drives the samplers, with batched classifier-free guidance over class labels") {

@@ -1,13 +1,26 @@
 #!/usr/bin/python3
-"""Times diffuse's UNet and sampling loop against the same work in PyTorch, in one run, and prints ratios.
+"""Times diffuse's UNet and sampling loop against the same work in ONNX Runtime and PyTorch, in one run,
+and prints ratios.
 
-For every cell (shape × batch × threads) the two sides run back to back, so both see the same machine
-load; each figure is the median of several repetitions. The models are the same architecture
-(tools/torch_unet.py is diffusers' UNet2DModel in plain torch ops, the layout the C++ UNet loads) with
-random weights on both sides: no operation's speed depends on the weight values.
+For every cell (shape × batch × threads) the sides run back to back, so all see the same machine load;
+each figure is the median of several repetitions, and with --rounds N the median of N such rounds. The
+models are the same architecture (tools/torch_unet.py is diffusers' UNet2DModel in plain torch ops, the
+layout the C++ UNet loads) with random weights on every side: no operation's speed depends on the weight
+values.
 
   cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DDIFFUSE_BUILD_BENCHMARKS=ON && cmake --build build --target bench_unet
-  /usr/bin/python3 tools/compare_unet.py [--bench build/benchmarks/bench_unet] [--repetitions 5] [--quick]
+  /usr/bin/python3 tools/compare_unet.py [--bench build/benchmarks/bench_unet] [--repetitions 5] [--rounds 2] [--quick]
+
+ONNX Runtime (CPU execution provider, its MLAS kernels) is the third column when its npm package is
+present: it bundles libonnxruntime.so, and node only calls it (microseconds against millisecond
+forwards). Install it outside the sources or under the ignored build/ folder, with no install scripts
+(they would download CUDA libraries):
+
+  mkdir -p build/ort && (cd build/ort && npm install --ignore-scripts onnxruntime-node@1.30.0)
+
+and point --ort at build/ort/node_modules/onnxruntime-node (the default) or elsewhere. The three models are
+exported once with torch.onnx (opset 16, dynamic batch) into --onnx-dir (default: next to the package).
+Without node or the package the column is skipped with a message saying so.
 
 PyTorch is set up the way a serious CPU user runs it: Debian's OpenBLAS (libopenblas0-openmp, which
 install-deps.sh --python installs) instead of the reference BLAS, jemalloc preloaded with decay off
@@ -87,6 +100,43 @@ def median_ms(fn, repetitions, warmup=1, min_seconds=0.2):
                 break
         times.append((time.perf_counter() - t0) / n * 1e3)
     return statistics.median(times)
+
+
+def ort_setup(args):
+    """The exported models' folder when ONNX Runtime can run, else None (after saying why)."""
+    if not os.path.isdir(args.ort) or not os.path.exists(os.path.join(args.ort, "package.json")):
+        print(f"ONNX Runtime column skipped: no onnxruntime-node package at {args.ort}; install it with\n"
+              "  mkdir -p build/ort && (cd build/ort && npm install --ignore-scripts onnxruntime-node@1.30.0)\n"
+              "or pass --ort PATH/node_modules/onnxruntime-node\n")
+        return None
+    if subprocess.run(["node", "--version"], capture_output=True).returncode != 0:
+        print("ONNX Runtime column skipped: node (nodejs) is not installed\n")
+        return None
+    out = args.onnx_dir or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(args.ort))), "models")
+    os.makedirs(out, exist_ok=True)
+    for which, (name, _) in SHAPES.items():
+        path = os.path.join(out, f"{name}.onnx")
+        if os.path.exists(path):
+            continue
+        model = torch_model(which)
+        cfg = model.config
+        x = torch.full((2, cfg["in_channels"], cfg["sample_size"], cfg["sample_size"]), 0.5)
+        t = torch.full((2,), 500.0)
+        inputs = (x, t, torch.full((2,), 3, dtype=torch.long)) if cfg["num_class_embeds"] else (x, t)
+        names = ["x", "t", "labels"][:len(inputs)]
+        axes = {n: {0: "batch"} for n in names + ["out"]}
+        torch.onnx.export(model, inputs, path, input_names=names, output_names=["out"], dynamic_axes=axes, opset_version=16)
+    return out
+
+
+def ort_ms(args, onnx_dir, which, batch, threads):
+    """Median ms per ONNX Runtime forward, in a fresh node process."""
+    name, cfg = SHAPES[which]
+    env = dict(os.environ, ORT_NODE=os.path.abspath(args.ort), OMP_NUM_THREADS=str(threads))
+    env.pop("LD_PRELOAD", None)  # ORT keeps its own allocator; jemalloc is PyTorch's tuning
+    cmd = ["node", os.path.join(HERE, "ort_time_unet.js"), os.path.join(onnx_dir, f"{name}.onnx"), str(cfg.get("in_channels", 3)),
+           str(cfg["sample_size"]), "1" if cfg.get("num_class_embeds") else "0", str(batch), str(threads), str(args.repetitions)]
+    return float(subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout)
 
 
 def torch_model(which):
@@ -173,6 +223,11 @@ def main():
     ap.add_argument("--bench", default=os.path.join(ROOT, "build", "benchmarks", "bench_unet"))
     ap.add_argument("--repetitions", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="batch 1 and digits only")
+    ap.add_argument("--rounds", type=int, default=1, help="rounds over all cells; each figure is the median of the rounds")
+    ap.add_argument("--ort", default=os.path.join(ROOT, "build", "ort", "node_modules", "onnxruntime-node"),
+                    help="the onnxruntime-node package folder (see the docstring)")
+    ap.add_argument("--onnx-dir", default=None, help="where the exported .onnx models are (made if missing)")
+    ap.add_argument("--forward-only", action="store_true", help="only the forward table")
     args = ap.parse_args()
     if not os.path.exists(args.bench):
         sys.exit(f"{args.bench} not found: build it with -DDIFFUSE_BUILD_BENCHMARKS=ON (see the docstring)")
@@ -185,22 +240,38 @@ def main():
         peaks[threads] = b["GFLOPs"]
     print(f"Eigen sgemm peak (256x2304 by 2304x1024): {peaks[1]:.1f} GFLOP/s on 1 thread, {peaks[2]:.1f} on 2\n")
 
-    print("| shape | batch | threads | diffuse ms | PyTorch ms | speed-up | diffuse GFLOP/s | % of sgemm peak |")
-    print("|---|---|---|---|---|---|---|---|")
+    onnx_dir = ort_setup(args)
     shapes = [0] if args.quick else [0, 1, 2]
     batches = [1] if args.quick else [1, 16]
-    for which in shapes:
-        model = torch_model(which)
-        for batch in batches:
-            for threads in (1, 2):
-                torch.set_num_threads(threads)
-                ours, b = run_ours(args.bench, f"BM_unet_forward/shape:{which}/batch:{batch}/threads:{threads}/", args.repetitions)
-                theirs = median_ms(torch_forward(model, which, batch), args.repetitions)
-                gflops = b["GFLOPs"]
-                print(f"| {SHAPES[which][0]} | {batch} | {threads} | {ours:.2f} | {theirs:.2f} | {theirs / ours:.2f}x | "
-                      f"{gflops:.1f} | {100 * gflops / peaks[threads]:.0f}% |", flush=True)
+    cells = {}
+    models = {which: torch_model(which) for which in shapes}
+    for r in range(args.rounds):
+        for which in shapes:
+            for batch in batches:
+                for threads in (1, 2):
+                    torch.set_num_threads(threads)
+                    ours, b = run_ours(args.bench, f"BM_unet_forward/shape:{which}/batch:{batch}/threads:{threads}/", args.repetitions)
+                    ort = ort_ms(args, onnx_dir, which, batch, threads) if onnx_dir else float("nan")
+                    theirs = median_ms(torch_forward(models[which], which, batch), args.repetitions)
+                    cells.setdefault((which, batch, threads), []).append((ours, ort, theirs, b["GFLOPs"]))
+                    print(f"round {r + 1}: {SHAPES[which][0]} batch {batch} threads {threads}: diffuse {ours:.2f} ms, "
+                          f"ONNX Runtime {ort:.2f}, PyTorch {theirs:.2f}", flush=True)
 
-    if not args.quick:
+    print("\n| shape | batch | threads | diffuse ms | ONNX Runtime ms | PyTorch ms | vs ONNX Runtime | vs PyTorch | diffuse GFLOP/s "
+          "| % of sgemm peak |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for (which, batch, threads), runs in cells.items():
+        # Ratios per round (both sides under the same load), then the median over rounds.
+        med = lambda values: statistics.median(values)
+        ours, ort, theirs, gflops = (med([run[i] for run in runs]) for i in range(4))
+        vs_ort = med([run[1] / run[0] for run in runs])
+        vs_torch = med([run[2] / run[0] for run in runs])
+        ort_text = f"{ort:.2f} | {vs_ort:.2f}x" if onnx_dir else "– | –"
+        print(f"| {SHAPES[which][0]} | {batch} | {threads} | {ours:.2f} | {ort_text.split(' | ')[0]} | {theirs:.2f} | "
+              f"{ort_text.split(' | ')[1]} | {vs_torch:.2f}x | {gflops:.1f} | {100 * gflops / peaks[threads]:.0f}% |", flush=True)
+    print("\n(vs X = X's time / diffuse's time: above 1, diffuse is faster)")
+
+    if not args.quick and not args.forward_only:
         print("\nEnd to end: DDIM-50 with classifier-free guidance (w = 2, batched), digits model, batch 16\n")
         print("| threads | diffuse s | PyTorch s | speed-up |")
         print("|---|---|---|---|")

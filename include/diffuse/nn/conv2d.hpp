@@ -1,9 +1,10 @@
 #pragma once
 /// \file
 /// 2-D convolution on row-major NCHW tensors: the layer's parameters and its forward pass, which picks one of
-/// three paths per call: the direct register-blocked kernel (direct_conv.hpp) for stride-1 "same" 1×1 and
-/// 3×3 convolutions on planes of whole SIMD vectors, the same kernel's tiles on im2col columns for strided
-/// 3×3 convolutions, and im2col + GEMM (Eigen) for everything else.
+/// four paths per call: Winograd F(2×2, 3×3) or F(4×4, 3×3) (winograd.hpp) for the stride-1 "same" 3×3
+/// convolutions select_algorithm chose it for, the direct register-blocked kernel (direct_conv.hpp) for
+/// stride-1 "same" 1×1 and 3×3 convolutions on planes of whole SIMD vectors, the same kernel's tiles on
+/// im2col columns for strided 3×3 convolutions, and im2col + GEMM (Eigen) for everything else.
 ///
 /// Every output element is the same sum in the same order whatever the thread count or batch split (see
 /// parallel.hpp). Kernels are square here; a 1-D convolution over time (k taps) is the same im2col + GEMM
@@ -13,6 +14,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <span>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -23,6 +25,7 @@
 #include "diffuse/nn/direct_conv.hpp"
 #include "diffuse/nn/matrix.hpp"
 #include "diffuse/nn/parallel.hpp"
+#include "diffuse/nn/winograd.hpp"
 
 namespace diffuse {
 DIFFUSE_BEGIN_NAMESPACE
@@ -85,10 +88,82 @@ struct conv2d {
            (static_cast<std::ptrdiff_t>(out_height(h)) * out_width(w)) % simd_lanes<S> == 0;
   }
   /// The layout the direct kernel reads for h×w inputs (and conv2d_forward_bordered expects): active for
-  /// a 3×3 convolution on the direct path.
+  /// a 3×3 convolution on the direct or the Winograd path (which reads the same layout).
   bordered_layout bordered_input(int h, int w) const {
+    if (uses_winograd(h, w)) return direct_3x3_layout(h, w);
     if (!uses_direct_kernel(h, w) || kernel != 3) return {};
     return direct_3x3_layout(h, w);
+  }
+
+  /// The algorithm select_algorithm chose: direct (the default), winograd2 or winograd4.
+  conv_algorithm algorithm = conv_algorithm::direct;
+  /// The filters in the Winograd domain for `algorithm`'s tile size; empty on the direct path.
+  winograd_filters<S> winograd;
+  /// Whether this convolution can run by Winograd: 3×3, stride 1, "same" padding.
+  bool winograd_capable() const { return kernel == 3 && stride1_same(); }
+  /// Smallest image side on which the Winograd path runs: 0 when forced, winograd_auto_min_size when
+  /// chosen automatically (smaller images take the direct kernel).
+  int winograd_min_size = 0;
+  /// Whether the Winograd path may run for h×w inputs (and the group norm should write its bordered
+  /// layout, the same as the direct kernel's).
+  bool uses_winograd(int h, int w) const { return !winograd.empty() && std::min(h, w) >= winograd_min_size; }
+  /// Whether conv2d_forward takes the Winograd path for a batch of n at h×w: always where uses_winograd
+  /// holds for a forced choice; for an automatic one only with at least winograd_auto_min_tiles 2×2 tiles
+  /// in the call (or where the direct kernel cannot run), since one image's 16×16 layer (64 tiles) does
+  /// not pay for the transforms.
+  bool runs_winograd(int n, int h, int w) const {
+    if (!uses_winograd(h, w)) return false;
+    if (winograd_min_size == 0 || !uses_direct_kernel(h, w)) return true;
+    return static_cast<std::ptrdiff_t>(n) * ((h + 1) / 2) * ((w + 1) / 2) >= winograd_auto_min_tiles;
+  }
+  /// 2×2 tiles per call from which an automatically chosen Winograd path runs (a 32×32 image, or 4 of
+  /// 16×16): measured at batch 1, fewer ran up to 10% slower than the direct kernel.
+  static constexpr std::ptrdiff_t winograd_auto_min_tiles = 256;
+
+  /// Chooses how this convolution computes, transforming its filters once (call again after changing
+  /// `weight`). `automatic` takes Winograd F(2×2, 3×3) for 3×3 stride-1 convolutions with at least
+  /// winograd_min_channels input and output channels (F(4×4, 3×3) from winograd4_min_channels), on images of at least winograd_auto_min_size
+  /// pixels a side and calls of at least winograd_auto_min_tiles tiles (runs_winograd), and the direct
+  /// kernel otherwise: where the transforms, which grow with the channels
+  /// rather than with their product, cost less than the multiply-adds saved (docs/performance.md). Its
+  /// float error stays within the UNet's parity bound on every benchmark model (tools/winograd_error).
+  /// \param a     the algorithm, or automatic
+  /// \param name  the layer's name, for the error
+  /// \throws diffuse::error (argument) when `a` is a Winograd algorithm and the convolution is not a
+  ///         stride-1 "same" 3×3 one: the message names the layer and the algorithms it supports.
+  void select_algorithm(conv_algorithm a, std::string_view name = "conv2d") {
+    winograd = {};
+    algorithm = conv_algorithm::direct;
+    winograd_min_size = 0;
+    if (a == conv_algorithm::automatic) {
+      if (!winograd_capable() || std::min(in, out) < winograd4_min_channels) return;
+      a = std::min(in, out) >= winograd_min_channels ? conv_algorithm::winograd2 : conv_algorithm::winograd4;
+      winograd_min_size = winograd_auto_min_size;
+    }
+    if (a == conv_algorithm::direct) return;
+    if (!winograd_capable())
+      diffuse::detail::fail(error_kind::argument, "convolution \"", name, "\" (", kernel, "x", kernel, " kernel, stride ", stride,
+                            ") cannot use ", conv_algorithm_name(a),
+                            "; Winograd needs a 3x3 kernel with stride 1 and padding 1 on every side; this layer supports: direct, automatic");
+    winograd = a == conv_algorithm::winograd2 ? detail::winograd_transform<2, S>(weight, in, out)
+                                              : detail::winograd_transform<4, S>(weight, in, out);
+    algorithm = a;
+  }
+  /// Input and output channels from which `automatic` picks Winograd: at 64 channels F(2×2, 3×3) only
+  /// matches the direct kernel (BM_conv3x3), at 128 it is 1.2–1.4× faster.
+  static constexpr int winograd_min_channels = 128;
+  /// Input and output channels from which `automatic` picks F(4×4, 3×3) (below winograd_min_channels):
+  /// at 64 channels its transforms cost less than F(2×2)'s per output, and it is 13–16% faster than
+  /// the direct kernel at 32×32 (BM_conv3x3) where F(2×2) only matches it.
+  static constexpr int winograd4_min_channels = 64;
+  /// Smallest image side on which an automatically chosen Winograd path runs: at 8×8 a batch item has
+  /// 16 tiles, too few to amortise the transforms.
+  static constexpr int winograd_auto_min_size = 16;
+  /// Scratch elements per thread the Winograd path needs for images of at most w columns (0 on the
+  /// direct path).
+  std::size_t winograd_scratch(int, int w) const {
+    if (winograd.empty()) return 0;
+    return static_cast<std::size_t>(winograd_plan<S>::scratch_bound(winograd.tile, in, out, w));
   }
   /// The direct 3×3 kernel's input layout at h×w, whichever path a given convolution takes there.
   static bordered_layout direct_3x3_layout(int h, int w) {
@@ -107,6 +182,12 @@ std::size_t conv2d_scratch(const conv2d<S>& c, int n, int h, int w, int threads)
   // Both paths' needs: a caller that sizes for its largest resolution may run the same convolution at a
   // smaller one that takes the other path.
   const std::size_t im2col = c.scratch_size() * static_cast<std::size_t>(threads);
+  if (!c.winograd.empty()) {
+    // The bordered input a group norm writes for it, then one task's transformed tiles per thread.
+    const auto layout = conv2d<S>::direct_3x3_layout(h, w);
+    return std::max(im2col, static_cast<std::size_t>(n) * c.in * static_cast<std::size_t>(layout.plane) + detail::alignment_slack<S> +
+                                c.winograd_scratch(h, w) * static_cast<std::size_t>(threads));
+  }
   if (c.packed.empty() || c.kernel == 1) return im2col;
   // The direct kernel's zero-bordered input (packed convolutions are 1×1 or 3×3), plus room to align it.
   const auto layout = conv2d<S>::direct_3x3_layout(h, w);
@@ -288,6 +369,13 @@ void direct_tiles_on_columns(const conv2d<S>& c, const S* col, std::ptrdiff_t co
 /// thread. With `accumulate`, y += conv(x).
 template <class S>
 void conv2d_forward(const conv2d<S>& c, const S* x, int n, int h, int w, S* y, std::span<S> scratch, bool accumulate = false) {
+  if (c.runs_winograd(n, h, w)) {
+    // Reads the plain input where it is: the transform treats everything outside the image as zero.
+    const std::ptrdiff_t plane = static_cast<std::ptrdiff_t>(h) * w;
+    const winograd_input<S> in{.base = x, .item = c.in * plane, .plane = plane, .row = w, .origin = 0};
+    winograd_forward(c.winograd, c.bias.data(), in, n, h, w, y, scratch, accumulate);
+    return;
+  }
   if (c.uses_direct_kernel(h, w)) {
     if (c.kernel == 3) detail::conv2d_direct<S, 3>(c, x, n, h, w, y, scratch, accumulate);
     else detail::conv2d_direct<S, 1>(c, x, n, h, w, y, scratch, accumulate);
@@ -326,11 +414,22 @@ void conv2d_forward(const conv2d<S>& c, const S* x, int n, int h, int w, S* y, s
 
 /// y = conv(x) (or y += conv(x) with `accumulate`) for an input a producer has already written in
 /// c.bordered_input(h, w)'s layout at `bordered` (which must be active): the same sums as conv2d_forward,
-/// without its zero-bordered copy.
+/// without its zero-bordered copy. `scratch` (not overlapping the bordered input) holds
+/// c.winograd_scratch(h, w) elements per thread for the Winograd path; the direct path needs none.
 template <class S>
-void conv2d_forward_bordered(const conv2d<S>& c, const S* bordered, int n, int h, int w, S* y, bool accumulate = false) {
-  if (!c.bordered_input(h, w).active())
+void conv2d_forward_bordered(const conv2d<S>& c, const S* bordered, int n, int h, int w, S* y, bool accumulate = false,
+                             std::span<S> scratch = {}) {
+  const bordered_layout layout = c.bordered_input(h, w);
+  if (!layout.active())
     diffuse::detail::fail(error_kind::argument, "conv2d_forward_bordered: this convolution does not read a bordered layout at ", h, "x", w);
+  if (c.runs_winograd(n, h, w)) {
+    // Row 0, column 0 of the image: one row of zeros down, and one column in (one copy) or copy 1 (three
+    // column-shifted copies, whose copy 1 holds column j at j).
+    const std::ptrdiff_t origin = layout.pad * layout.row + (layout.copies == 1 ? layout.pad : layout.tap);
+    const winograd_input<S> in{.base = bordered, .item = c.in * layout.plane, .plane = layout.plane, .row = layout.row, .origin = origin};
+    winograd_forward(c.winograd, c.bias.data(), in, n, h, w, y, scratch, accumulate);
+    return;
+  }
   detail::conv2d_direct<S, 3>(c, bordered, n, h, w, y, {}, accumulate, /*bordered=*/true);
 }
 

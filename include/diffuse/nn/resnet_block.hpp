@@ -78,7 +78,10 @@ void norm_then_conv(const group_norm<S>& g, norm_epilogue<S> e, const conv2d<S>&
   S* bordered = detail::aligned_scratch(ws.conv_scratch);
   group_norm_forward(g, x, n, P, bordered, e);
   ws.flops += conv2d_flops(c, n, h, w);
-  conv2d_forward_bordered(c, bordered, n, h, w, y, accumulate);
+  // The Winograd path's per-thread tiles follow the bordered input in the same scratch.
+  const std::size_t used = static_cast<std::size_t>(bordered - ws.conv_scratch.data()) +
+                           static_cast<std::size_t>(n) * c.in * static_cast<std::size_t>(e.layout.plane);
+  conv2d_forward_bordered(c, bordered, n, h, w, y, accumulate, ws.conv_scratch.subspan(std::min(used, ws.conv_scratch.size())));
 }
 
 /// y = resnet(x) for x (n, in, h·w), y (n, out, h·w).

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <random>
 #include <set>
@@ -47,6 +48,28 @@ struct image_size {
   int width = 0;   ///< columns
 };
 
+/// How a UNet's convolutions compute, chosen once at load time.
+///
+/// Example (every 3×3 stride-1 convolution by F(2×2, 3×3), conv_in direct):
+/// \code
+/// diffuse::nn::unet_options o;
+/// o.convolution = diffuse::nn::conv_algorithm::winograd2;
+/// o.layers["conv_in"] = diffuse::nn::conv_algorithm::direct;
+/// auto unet = diffuse::nn::unet2d<float>::load("models/digits", o);
+/// \endcode
+struct unet_options {
+  /// The algorithm for every stride-1 "same" 3×3 convolution. `automatic` (the default) takes Winograd
+  /// (F(2×2, 3×3) from 128 channels, F(4×4, 3×3) from 64) where conv2d::select_algorithm's rule does, which keeps the float UNet within 1e-5 of
+  /// the double reference on the benchmark models; forcing winograd2 or winograd4 here applies to the 3×3
+  /// stride-1 convolutions only (downsamplers and 1×1 shortcuts stay direct); `direct` turns Winograd off.
+  conv_algorithm convolution = conv_algorithm::automatic;
+  /// Per-layer overrides by diffusers parameter prefix ("conv_in", "down_blocks.0.resnets.1.conv2", …),
+  /// taking precedence over `convolution`. Forcing a Winograd algorithm on a layer that cannot use it
+  /// (stride 2, a 1×1 kernel) throws diffuse::error naming the layer; a name that is no convolution of
+  /// the architecture throws too.
+  std::map<std::string, conv_algorithm, std::less<>> layers;
+};
+
 /// Row-major NCHW batch, as PyTorch lays it out.
 template <class S>
 using image_tensor = Eigen::Tensor<S, 4, Eigen::RowMajor>;
@@ -57,9 +80,9 @@ namespace detail {
 /// tensors the architecture does not have are reported.
 class weight_reader {
  public:
-  explicit weight_reader(const safetensors_file& f) : file_(&f) {}
+  explicit weight_reader(const safetensors_file& f, const unet_options& o = {}) : file_(&f), options_(&o) {}
   /// No file: parameters drawn at random (PyTorch-like scales), for benchmarks and tests.
-  explicit weight_reader(std::uint64_t seed) : rng_(seed) {}
+  explicit weight_reader(std::uint64_t seed, const unet_options& o = {}) : rng_(seed), options_(&o) {}
 
   /// Checks that the file holds `name` with this shape (nothing to check for random weights). Called
   /// before a layer allocates its parameters, so that a config.json claiming huge layers next to a small
@@ -127,7 +150,20 @@ class weight_reader {
     read(p + ".weight", {out, in, k, k}, c.weight.data());
     read(p + ".bias", {out}, c.bias.data());
     c.pack();
+    select(c, p);
     return c;
+  }
+
+  /// Chooses c's algorithm from the options: its own override, else the model-wide choice where it can
+  /// apply (3×3 stride 1), else direct.
+  template <class S>
+  void select(conv2d<S>& c, const std::string& name) {
+    if (const auto it = options_->layers.find(name); it != options_->layers.end()) {
+      c.select_algorithm(it->second, name);
+      overridden_.insert(name);
+      return;
+    }
+    c.select_algorithm(c.winograd_capable() ? options_->convolution : conv_algorithm::direct, name);
   }
 
   template <class S>
@@ -148,6 +184,10 @@ class weight_reader {
   std::size_t values_read() const noexcept { return values_; }
   /// Throws if the file holds tensors that were never read.
   void finish() const {
+    for (const auto& [name, a] : options_->layers)
+      if (!overridden_.count(name))
+        diffuse::detail::fail(error_kind::argument, "unet_options.layers names \"", name, "\", which is no convolution of this UNet; expected a "
+                              "diffusers parameter prefix such as \"conv_in\" or \"down_blocks.0.resnets.0.conv1\"");
     if (!file_) return;
     const safetensors_file& file_ = *this->file_;
     std::vector<std::string> extra;
@@ -167,6 +207,8 @@ class weight_reader {
   std::set<std::string> used_;
   std::mt19937_64 rng_;
   std::size_t values_ = 0;
+  const unet_options* options_ = nullptr;
+  std::set<std::string, std::less<>> overridden_;
 
   template <class S>
   void fill_random(const std::string& name, const std::vector<std::int64_t>& shape, S* dst) {
@@ -192,24 +234,28 @@ class unet2d {
  public:
   /// Loads the UNet of a diffusers folder in either layout (diffusers_folder.hpp): a model folder
   /// (config.json + diffusion_pytorch_model.safetensors) or a pipeline folder (model_index.json, unet/).
-  static unet2d load(const std::filesystem::path& folder) {
+  /// `options` choose the convolution algorithms (unet_options).
+  static unet2d load(const std::filesystem::path& folder, const unet_options& options = {}) {
     const diffusers_folder files = diffusers_folder::locate(folder);
-    return load(files.unet_config, files.weights);
+    return load(files.unet_config, files.weights, options);
   }
-  /// Loads explicit config and weight files.
-  static unet2d load(const std::filesystem::path& config_json, const std::filesystem::path& weights) {
-    return unet2d(unet_config::load(config_json), safetensors_file::load(weights));
+  /// Loads explicit config and weight files; `options` choose the convolution algorithms.
+  static unet2d load(const std::filesystem::path& config_json, const std::filesystem::path& weights, const unet_options& options = {}) {
+    return unet2d(unet_config::load(config_json), safetensors_file::load(weights), options);
   }
 
   /// Builds the network for `config` with the weights in `weights` (names as diffusers writes them).
-  unet2d(unet_config config, const safetensors_file& weights) : cfg_(std::move(config)) {
+  /// \throws diffuse::error when `options` force Winograd on a layer that cannot use it or name no layer.
+  unet2d(unet_config config, const safetensors_file& weights, const unet_options& options = {}) : cfg_(std::move(config)) {
     cfg_.validate();
-    detail::weight_reader reader(weights);
+    detail::weight_reader reader(weights, options);
     build(reader);
   }
 
   /// Builds the network for `config` with random parameters drawn from `seed` (benchmarks, tests).
-  static unet2d random(unet_config config, std::uint64_t seed) { return unet2d(std::move(config), seed); }
+  static unet2d random(unet_config config, std::uint64_t seed, const unet_options& options = {}) {
+    return unet2d(std::move(config), seed, options);
+  }
 
   /// Floating-point operations (multiply and add counted apart) of the last forward pass: every
   /// convolution, linear map and attention product.
@@ -385,9 +431,9 @@ class unet2d {
     return a;
   }
 
-  unet2d(unet_config config, std::uint64_t seed) : cfg_(std::move(config)) {
+  unet2d(unet_config config, std::uint64_t seed, const unet_options& options) : cfg_(std::move(config)) {
     cfg_.validate();
-    detail::weight_reader reader(seed);
+    detail::weight_reader reader(seed, options);
     build(reader);
   }
 

@@ -1,6 +1,8 @@
 // One step of each samplers/ solver at 100K and 16M floats, on one thread: DPM-Solver++ 2M and 3M (ODE
-// and SDE with generated noise), UniPC-2 and 3 (predictor and corrector), Euler, Euler ancestral and a
-// Heun predictor, each the one fused pass it is written as; DDIM's step beside them as the reference.
+// and SDE with generated noise; 2M also on flow sigmas), UniPC-2 and 3 (predictor and corrector), Euler,
+// Euler ancestral and a Heun predictor, flow Euler and a flow Heun predictor, EDM Euler and EDM
+// DPM-Solver++ 2M, and LCM (with its fresh noise), each the one fused pass it is written as; DDIM's step
+// beside them as the reference. tools/compare_solver_steps.py times diffusers' own steps beside them.
 //
 // bytes_per_second counts the arrays each step reads and writes once per element: x, the model output
 // and x_next, plus the history it reads (order − 1 x̂0 for DPM-Solver++, one more and the corrected
@@ -15,8 +17,13 @@
 
 #include "diffuse/ddpm.hpp"
 #include "diffuse/samplers/dpm_solver.hpp"
+#include "diffuse/samplers/edm.hpp"
 #include "diffuse/samplers/euler.hpp"
+#include "diffuse/samplers/flow_euler.hpp"
+#include "diffuse/samplers/flow_heun.hpp"
+#include "diffuse/samplers/flow_sigmas.hpp"
 #include "diffuse/samplers/heun.hpp"
+#include "diffuse/samplers/lcm.hpp"
 #include "diffuse/samplers/unipc.hpp"
 
 #if defined(_OPENMP)
@@ -72,6 +79,15 @@ void BM_unipc3(benchmark::State& st) { run_step(st, diffuse::unipc_sampler(sched
 void BM_euler(benchmark::State& st) { run_step(st, diffuse::euler_sampler(schedule(), 20), 5, 3); }
 void BM_euler_ancestral(benchmark::State& st) { run_step(st, diffuse::euler_ancestral_sampler(schedule(), 20), 5, 3); }
 void BM_heun_predictor(benchmark::State& st) { run_step(st, diffuse::heun_sampler(schedule(), 20), 4, 5); }
+void BM_dpm2m_flow(benchmark::State& st) {
+  run_step(st, diffuse::dpm_solver_sampler(diffuse::dpm_solver_flow_sigmas(schedule(), 20), {.order = 2, .prediction = diffuse::prediction_type::flow_prediction}),
+           5, 5);
+}
+void BM_flow_euler(benchmark::State& st) { run_step(st, diffuse::flow_euler_sampler(20), 5, 3); }
+void BM_flow_heun_predictor(benchmark::State& st) { run_step(st, diffuse::flow_heun_sampler(20), 4, 5); }
+void BM_edm_euler(benchmark::State& st) { run_step(st, diffuse::edm_euler_sampler({}, 20), 5, 3); }
+void BM_edm_dpm2m(benchmark::State& st) { run_step(st, diffuse::edm_dpm_solver_sampler({}, 20), 5, 5); }
+void BM_lcm(benchmark::State& st) { run_step(st, diffuse::lcm_sampler(schedule(), 20), 5, 3); }
 
 void BM_ddim(benchmark::State& state) {
 #if defined(_OPENMP)
@@ -104,3 +120,9 @@ BENCHMARK(BM_unipc3)->ArgsProduct({{sizes[0], sizes[1]}});
 BENCHMARK(BM_euler)->ArgsProduct({{sizes[0], sizes[1]}});
 BENCHMARK(BM_euler_ancestral)->ArgsProduct({{sizes[0], sizes[1]}});
 BENCHMARK(BM_heun_predictor)->ArgsProduct({{sizes[0], sizes[1]}});
+BENCHMARK(BM_dpm2m_flow)->ArgsProduct({{sizes[0], sizes[1]}});
+BENCHMARK(BM_flow_euler)->ArgsProduct({{sizes[0], sizes[1]}});
+BENCHMARK(BM_flow_heun_predictor)->ArgsProduct({{sizes[0], sizes[1]}});
+BENCHMARK(BM_edm_euler)->ArgsProduct({{sizes[0], sizes[1]}});
+BENCHMARK(BM_edm_dpm2m)->ArgsProduct({{sizes[0], sizes[1]}});
+BENCHMARK(BM_lcm)->ArgsProduct({{sizes[0], sizes[1]}});

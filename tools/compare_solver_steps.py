@@ -10,9 +10,10 @@ draws with torch.randn, as diffusers' does on the CPU, so the SDE / ancestral ro
 both sides (diffuse's from its counter-based generator).
 
 Each diffusers scheduler is built as bench_solvers builds its solver (scaled_linear betas 0.00085 … 0.012,
-1000 training steps, 20 inference steps, the class defaults otherwise), run through the positions before the
+1000 training steps, 20 inference steps, the class defaults otherwise; the flow-matching and EDM classes, which
+have no beta schedule, with their defaults alone), run through the positions before the
 timed one with a closed-form model output, and then scheduler.step(model_output, t, sample) at that position
-(5; 4 for Heun's first, predictor, evaluation) is timed over and over on (1, 4, n/4) float32 tensors under
+(5; 4 for the Heun classes' first, predictor, evaluation) is timed over and over on (1, 4, n/4) float32 tensors under
 torch.inference_mode(), the scheduler's state (step index, history lists, last sample) restored before each
 call. That restoring costs a few microseconds of Python (measured and printed, and subtracted). Both sides run
 on one thread (torch.set_num_threads(1); bench_solvers sets OpenMP to one thread). diffusers' step is what a
@@ -44,7 +45,16 @@ SOLVERS = [
     ("BM_euler_ancestral", "scheduling_euler_ancestral_discrete", "EulerAncestralDiscreteScheduler", {}, 5,
      "Euler ancestral + noise"),
     ("BM_heun_predictor", "scheduling_heun_discrete", "HeunDiscreteScheduler", {}, 4, "Heun, first evaluation"),
+    ("BM_dpm2m_flow", "scheduling_dpmsolver_multistep", "DPMSolverMultistepScheduler",
+     dict(solver_order=2, use_flow_sigmas=True, flow_shift=1.0, prediction_type="flow_prediction"), 5, "DPM-Solver++ 2M, flow sigmas"),
+    ("BM_flow_euler", "scheduling_flow_match_euler_discrete", "FlowMatchEulerDiscreteScheduler", None, 5, "flow Euler"),
+    ("BM_flow_heun_predictor", "scheduling_flow_match_heun_discrete", "FlowMatchHeunDiscreteScheduler", None, 4,
+     "flow Heun, first evaluation"),
+    ("BM_edm_euler", "scheduling_edm_euler", "EDMEulerScheduler", None, 5, "EDM Euler"),
+    ("BM_edm_dpm2m", "scheduling_edm_dpmsolver_multistep", "EDMDPMSolverMultistepScheduler", None, 5, "EDM DPM-Solver++ 2M"),
+    ("BM_lcm", "scheduling_lcm", "LCMScheduler", {}, 5, "LCM + noise"),
 ]
+# Options None: a class without a beta schedule (flow matching, EDM), built with its defaults alone.
 SCHEDULE = dict(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
 
 
@@ -52,6 +62,10 @@ def load_schedulers(src_dir, torch):
     import make_solver_fixtures as fx
 
     modules = fx.load_variant(src_dir, wide=False)
+    schedulers = os.path.join(src_dir, "schedulers")
+    for name in {row[1] for row in SOLVERS} - set(modules):
+        fx.install_stubs(schedulers)
+        modules[name] = fx.load_module(os.path.join(schedulers, name + ".py"), name)
 
     def randn_tensor(shape, generator=None, device=None, dtype=None, layout=None):
         return torch.randn(shape, generator=generator, dtype=dtype)
@@ -72,7 +86,7 @@ def restore(obj, saved):
 
 def diffusers_step(torch, cls, options, position, n):
     """A closure that runs cls.step at `position` from the same state every call, and one that only restores."""
-    scheduler = cls(**SCHEDULE, **options)
+    scheduler = cls() if options is None else cls(**SCHEDULE, **options)
     scheduler.set_timesteps(20)
     shape = (1, 4, n // 4)
     g = torch.Generator().manual_seed(0)
@@ -97,7 +111,7 @@ def diffusers_step(torch, cls, options, position, n):
 
 
 def run_ours(bench, repetitions):
-    cmd = [bench, "--benchmark_filter=BM_(dpm|sde|unipc|euler|heun)", f"--benchmark_repetitions={repetitions}",
+    cmd = [bench, "--benchmark_filter=BM_(dpm|sde|unipc|euler|heun|flow|edm|lcm)", f"--benchmark_repetitions={repetitions}",
            "--benchmark_report_aggregates_only=true", "--benchmark_format=json"]
     env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "MALLOC_CONF")}
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout

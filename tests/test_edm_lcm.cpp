@@ -31,25 +31,8 @@ namespace {
 
 using nlohmann::json;
 
-/// The fixtures' closed-form model: 0.9·tanh(x) + 0.1·sin(0.01·t + 0.5·i).
-template <class Scalar>
-void fake_model(std::span<const Scalar> x, double t, std::span<Scalar> out) {
-  for (std::size_t i = 0; i < x.size(); ++i)
-    out[i] = static_cast<Scalar>(Scalar(0.9) * std::tanh(x[i]) +
-                                 Scalar(0.1) * std::sin(Scalar(0.01) * static_cast<Scalar>(t) + Scalar(0.5) * static_cast<Scalar>(i)));
-}
-
-/// |a − e| / (|e| + max|e|), the SPEC §11 measure, worst over the tensor.
-template <class A>
-double relative_error(const A& actual, const std::vector<double>& expected) {
-  double scale = 0, worst = 0;
-  for (double e : expected) scale = std::max(scale, std::abs(e));
-  for (std::size_t i = 0; i < expected.size(); ++i) {
-    const double d = std::abs(static_cast<double>(actual[i]) - expected[i]), den = std::abs(expected[i]) + scale;
-    worst = std::max(worst, den > 0 ? d / den : d);
-  }
-  return worst;
-}
+using test::fake_model;
+using test::relative_error;
 
 struct replay_result {
   double trajectory = 0;  ///< worst relative error of the model inputs, outputs and prev_sample over the chain

@@ -1,14 +1,7 @@
 // A UNet forward allocates nothing after the first one at a given batch size: neither through operator
 // new (std::vector and the like, counted by counting_new.hpp) nor inside Eigen, whose matrix products
-// may take heap buffers for their blocking (EIGEN_RUNTIME_NO_MALLOC makes every Eigen heap allocation
-// check a flag, and the eigen_assert below counts the ones made while the flag is off).
-#include <atomic>
-
-namespace test {
-inline std::atomic<long> eigen_heap_allocations{0};
-}  // namespace test
-#define EIGEN_RUNTIME_NO_MALLOC
-#define eigen_assert(x) ((x) ? void(0) : void(++test::eigen_heap_allocations))
+// may take heap buffers for their blocking (counted by counting_eigen_heap.hpp).
+#include "counting_eigen_heap.hpp"  // first: it configures Eigen
 
 #include <doctest/doctest.h>
 

@@ -177,7 +177,7 @@ TEST_CASE("Winograd selection: automatic picks by layer, forcing it on a strided
   CHECK(c.uses_winograd(16, 16));
   CHECK_FALSE(c.uses_winograd(8, 8));  // small images: the direct kernel
   CHECK(c.runs_winograd(4, 16, 16));
-  CHECK_FALSE(c.runs_winograd(1, 16, 16));  // one image's 64 tiles: the direct kernel
+  CHECK(c.runs_winograd(1, 16, 16));  // the batch size never changes the path (nor the bits)
   CHECK(c.runs_winograd(1, 32, 32));
   auto middle = random_conv<float>(64, 96, rng);  // 64–127 channels: F(4×4, 3×3)
   middle.select_algorithm(conv_algorithm::automatic, "middle");

@@ -107,23 +107,15 @@ struct conv2d {
   /// Whether the Winograd path may run for h×w inputs (and the group norm should write its bordered
   /// layout, the same as the direct kernel's).
   bool uses_winograd(int h, int w) const { return !winograd.empty() && std::min(h, w) >= winograd_min_size; }
-  /// Whether conv2d_forward takes the Winograd path for a batch of n at h×w: always where uses_winograd
-  /// holds for a forced choice; for an automatic one only with at least winograd_auto_min_tiles 2×2 tiles
-  /// in the call (or where the direct kernel cannot run), since one image's 16×16 layer (64 tiles) does
-  /// not pay for the transforms.
-  bool runs_winograd(int n, int h, int w) const {
-    if (!uses_winograd(h, w)) return false;
-    if (winograd_min_size == 0 || !uses_direct_kernel(h, w)) return true;
-    return static_cast<std::ptrdiff_t>(n) * ((h + 1) / 2) * ((w + 1) / 2) >= winograd_auto_min_tiles;
-  }
-  /// 2×2 tiles per call from which an automatically chosen Winograd path runs (a 32×32 image, or 4 of
-  /// 16×16): measured at batch 1, fewer ran up to 10% slower than the direct kernel.
-  static constexpr std::ptrdiff_t winograd_auto_min_tiles = 256;
+  /// Whether conv2d_forward takes the Winograd path for a batch of n at h×w: where uses_winograd holds.
+  /// The batch size n never enters the choice: a batch split into parts, or doubled for classifier-free
+  /// guidance, takes the same path for every image and so gives the same bits.
+  bool runs_winograd(int /*n*/, int h, int w) const { return uses_winograd(h, w); }
 
   /// Chooses how this convolution computes, transforming its filters once (call again after changing
   /// `weight`). `automatic` takes Winograd F(2×2, 3×3) for 3×3 stride-1 convolutions with at least
   /// winograd_min_channels input and output channels (F(4×4, 3×3) from winograd4_min_channels), on images of at least winograd_auto_min_size
-  /// pixels a side and calls of at least winograd_auto_min_tiles tiles (runs_winograd), and the direct
+  /// pixels a side (whatever the batch size, so that the bits do not depend on it), and the direct
   /// kernel otherwise: where the transforms, which grow with the channels
   /// rather than with their product, cost less than the multiply-adds saved (docs/performance.md). Its
   /// float error stays within the UNet's parity bound on every benchmark model (tools/winograd_error).

@@ -20,7 +20,6 @@ Each case runs a pipeline's loop: latents = z·init_noise_sigma; per step input 
 closed-form fake model of make_solver_fixtures.py, out = 0.9·tanh(input) + 0.1·sin(0.01·t + 0.5·i), and
 standard normal noise from numpy's PCG64 (seeded per case).
 """
-import json
 import os
 import sys
 import tempfile
@@ -170,16 +169,8 @@ def main():
         sys.exit(__doc__)
     src_dir = sys.argv[1]
     out_dir = sys.argv[2] if len(sys.argv) > 2 else os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "edm_lcm")
-    os.makedirs(out_dir, exist_ok=True)
-    for wide, name in ((True, "edm_lcm_float64.json"), (False, "edm_lcm_float32.json")):
-        cases = make(src_dir, wide)
-        meta = {"diffusers_commit": "58eb52c0803ea9af3abec60841c2a093bdf1f951", "diffusers_version": "0.40.0.dev0",
-                "torch": torch.__version__, "numpy": np.__version__, "shape": list(SHAPE),
-                "variant": "float64 dtype literals, float64 default dtype" if wide else "verbatim float32",
-                "cases": cases}
-        with open(os.path.join(out_dir, name), "w") as f:
-            json.dump(meta, f, separators=(",", ":"))
-        print(name, len(cases), "cases")
+    base.write_variants(out_dir, "edm_lcm", lambda wide: make(src_dir, wide),
+                        variants=("float64 dtype literals, float64 default dtype", "verbatim float32"))
 
 
 if __name__ == "__main__":

@@ -383,21 +383,27 @@ def tables(src_dir, wide):
     return {name: [float(v) for v in cls(num_train_timesteps=1000, **sched).alphas_cumprod] for name, sched in SCHEDULES.items()}
 
 
+def write_variants(out_dir, stem, make_cases, variants=("float64 dtype literals", "verbatim float32"), extra=lambda wide: {}):
+    """Writes <stem>_float64.json and <stem>_float32.json: make_cases(wide) with the provenance fields every
+    fixture file of diffusers' schedulers carries (the commit these were made from, torch, numpy, shape)."""
+    os.makedirs(out_dir, exist_ok=True)
+    for wide, variant in ((True, variants[0]), (False, variants[1])):
+        name = f"{stem}_{'float64' if wide else 'float32'}.json"
+        cases = make_cases(wide)
+        meta = {"diffusers_commit": "58eb52c0803ea9af3abec60841c2a093bdf1f951", "diffusers_version": "0.40.0.dev0",
+                "torch": torch.__version__, "numpy": np.__version__, "shape": list(SHAPE), "variant": variant,
+                **extra(wide), "cases": cases}
+        with open(os.path.join(out_dir, name), "w") as f:
+            json.dump(meta, f, separators=(",", ":"))
+        print(name, len(cases), "cases")
+
+
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
     src_dir = sys.argv[1]
     out_dir = sys.argv[2] if len(sys.argv) > 2 else os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "solvers")
-    os.makedirs(out_dir, exist_ok=True)
-    for wide, name in ((True, "solvers_float64.json"), (False, "solvers_float32.json")):
-        cases = make(src_dir, wide)
-        meta = {"diffusers_commit": "58eb52c0803ea9af3abec60841c2a093bdf1f951", "diffusers_version": "0.40.0.dev0",
-                "torch": torch.__version__, "numpy": np.__version__, "shape": list(SHAPE),
-                "variant": "float64 dtype literals" if wide else "verbatim float32",
-                "alphas_cumprod": tables(src_dir, wide), "cases": cases}
-        with open(os.path.join(out_dir, name), "w") as f:
-            json.dump(meta, f, separators=(",", ":"))
-        print(name, len(cases), "cases")
+    write_variants(out_dir, "solvers", lambda wide: make(src_dir, wide), extra=lambda wide: {"alphas_cumprod": tables(src_dir, wide)})
 
 
 if __name__ == "__main__":
